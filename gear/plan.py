@@ -1,0 +1,68 @@
+"""What a run needs before it starts: the models to resolve and the checks that fail early.
+
+The Snakefile calls :func:`check_run` while it plans the DAG, so a model that cannot be had, a
+registry name that does not exist or a data file that is missing fails before any job runs, with
+a message that names it and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from baselines.registry import PRETRAINED_KINDS, ModelEntry
+from gear.hub import ModelUnavailableError, resolve_model
+
+
+@dataclass(frozen=True)
+class ModelNeed:
+    """A model the run will load, and why."""
+
+    model: str
+    revision: str | None
+    purpose: str
+
+
+def required_models(cfg: dict, entries: list[ModelEntry]) -> list[ModelNeed]:
+    """Every hub model the run's config and selected registry entries will load."""
+    revisions = cfg.get("model_revisions", {})
+
+    def need(model: str, purpose: str, revision: str | None = None) -> ModelNeed:
+        return ModelNeed(model, revision or revisions.get(model), purpose)
+
+    needs = [need(cfg["data"]["token_counter"], "data.token_counter")]
+    datasets = cfg["evaluate"]["datasets"]
+    if "rir" in datasets:
+        needs.append(need(cfg["data"]["rir"]["filter"]["model"], "data.rir.filter.model"))
+        rewrite = cfg["data"]["rir"]["rewrite"]
+        if rewrite["backend"] == "transformers":
+            needs.append(need(rewrite["model"], "data.rir.rewrite.model"))
+    kinds = {entry.kind for entry in entries}
+    if "gear" in kinds:
+        needs.append(need(cfg["gear"]["init_checkpoint"], "gear.init_checkpoint"))
+    if kinds & {"sbert_rt", "bge_rt"}:
+        needs.append(need(cfg["baselines"]["start_checkpoint"], "baselines.start_checkpoint"))
+    for entry in entries:
+        if entry.kind in PRETRAINED_KINDS:
+            needs.append(need(entry.model, f"registry entry {entry.name}", entry.revision))
+    return needs
+
+
+def check_models(cfg: dict, entries: list[ModelEntry]) -> dict[str, str]:
+    """Resolve every required model; raise one error listing each that cannot be had.
+
+    Returns:
+        model id -> local folder (or the hub id, where downloads are allowed).
+    """
+    resolved, failures = {}, []
+    for item in required_models(cfg, entries):
+        if item.model in resolved:
+            continue
+        try:
+            resolved[item.model] = resolve_model(
+                item.model, cfg["model_paths"], cfg["allow_downloads"], item.revision
+            )
+        except ModelUnavailableError as err:
+            failures.append(f"- needed by {item.purpose}: {err}")
+    if failures:
+        raise ModelUnavailableError("models this run needs are unavailable:\n" + "\n".join(failures))
+    return resolved
