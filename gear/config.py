@@ -157,7 +157,7 @@ def dataclass_from_mapping(cls: type[T], mapping: dict, where: str = "") -> T:
         hint = hints.get(name)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = dataclass_from_mapping(hint, value, key)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
