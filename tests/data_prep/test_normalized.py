@@ -1,0 +1,153 @@
+"""The normalised form: splitter spans, relevant units, merging, atomic writing, strict reading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_prep.normalized import (
+    Document,
+    DocumentStore,
+    Query,
+    SentenceSplitter,
+    load_corpus,
+    load_queries,
+    load_token_counter,
+    recover_spans,
+    relevant_units,
+    write_dataset,
+)
+from gear.hub import MINILM_ID
+from gear.io import DataFormatError
+
+TRICKY = (
+    "Dr. Smith went to Washington, D.C. in Jan. 1990.  He met Mr. Jones there!\n\n"
+    'History\nThe U.S. army arrived at 5 p.m. on the 3rd. "Why?" asked someone. (It rained.) '
+    "Prices rose 3.5% — fast… Then café owners left.\tDone"
+)
+
+
+def _check_cover(text, spans):
+    covered = [False] * len(text)
+    previous = 0
+    for start, end in spans:
+        assert previous <= start < end <= len(text)
+        assert text[start:end] == text[start:end].strip()
+        for i in range(start, end):
+            covered[i] = True
+        previous = end
+    assert all(covered[i] for i, c in enumerate(text) if not c.isspace())
+
+
+def test_splitter_spans_cover_raw_text():
+    splitter = SentenceSplitter()
+    spans = splitter.split(TRICKY)
+    _check_cover(TRICKY, spans)
+    sentences = [TRICKY[s:e] for s, e in spans]
+    assert sentences[0] == "Dr. Smith went to Washington, D.C. in Jan. 1990."
+    assert "History" in sentences
+    assert splitter.split("   \n ") == []
+
+
+def test_splitter_refuses_cleaning():
+    with pytest.raises(ValueError, match="clean must be false"):
+        SentenceSplitter(clean=True)
+
+
+def test_recover_spans_survives_altered_and_missing_sentences():
+    text = "First  one here. Second\tone there. Third one. Fourth one."
+    # whitespace altered by the splitter, one sentence it invented, one it lost
+    spans = recover_spans(
+        text, ["First one here.", "Second one there.", "Not in the text at all.", "Fourth one."]
+    )
+    _check_cover(text, spans)
+    assert [text[s:e] for s, e in spans] == [
+        "First  one here.",
+        "Second\tone there. Third one.",
+        "Fourth one.",
+    ]
+
+
+def test_relevant_units_ignore_case_and_whitespace_runs():
+    text = "Paris is in France. The river \t  Seine flows through it. Nothing here."
+    units = SentenceSplitter().split(text)
+    assert relevant_units(text, units, ["the RIVER seine"]) == [1]
+    assert relevant_units(text, units, ["france", "Seine"]) == [0, 1]
+    assert relevant_units(text, units, ["France. The river"]) == []  # spans a boundary
+    assert relevant_units(text, units, ["  "]) == []
+
+
+def test_document_store_merges_identical_and_keeps_ids_stable():
+    store = DocumentStore("nq", SentenceSplitter())
+    a = store.add("T", "Same text.", "17")
+    b = store.add("T", "Same text.", "99")
+    c = store.add("T", "Other text.", "17")  # same source id, other content
+    d = store.add("U", "No id here.")
+    assert a == b == "nq-17" and store.merged == 1
+    assert c.startswith("nq-17-") and store.conflicting_ids == 1
+    assert d == DocumentStore("nq", SentenceSplitter()).add("U", "No id here.")
+    assert len(store.documents) == 3
+
+
+def test_write_and_load_round_trip(tmp_path):
+    docs = [Document("d1", "T", "One. Two.", [(0, 4), (5, 9)])]
+    queries = [Query("q1", "one?", "d1", ["One"], [0], "One", True)]
+    write_dataset(tmp_path / "set", docs, queries, {"documents": 1})
+    assert load_corpus(tmp_path / "set" / "corpus.jsonl") == docs
+    assert load_queries(tmp_path / "set" / "queries.jsonl") == queries
+    assert json.loads((tmp_path / "set" / "stats.json").read_text()) == {"documents": 1}
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == [
+        "corpus.jsonl",
+        "queries.jsonl",
+        "stats.json",
+    ]
+
+
+def test_empty_corpus_is_an_error_and_leaves_nothing(tmp_path):
+    with pytest.raises(DataFormatError, match="corpus is empty"):
+        write_dataset(tmp_path / "set", [], [Query("q", "x", "d", ["a"], [], "a", True)], {})
+    assert list((tmp_path / "set").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"doc_id": "d", "title": "t", "text": "abc", "units": [[0, 3]]', "malformed JSON"),
+        ('{"doc_id": "d", "title": "t", "units": [[0, 3]]}', "missing field 'text'"),
+        ('{"doc_id": 3, "title": "t", "text": "abc", "units": []}', "field 'doc_id' should be str"),
+        ('{"doc_id": "d", "title": "t", "text": "abc", "units": [[0, 9]]}', "units\\[0\\]"),
+        ('{"doc_id": "d", "title": "t", "text": "abc", "units": [[2, 3], [0, 1]]}', "units\\[1\\]"),
+    ],
+)
+def test_load_corpus_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"doc_id": "ok", "title": "", "text": "x", "units": [[0, 1]]}\n' + line + "\n")
+    with pytest.raises(DataFormatError, match=rf"corpus.jsonl:2.*{message}"):
+        load_corpus(path)
+
+
+def test_load_rejects_duplicates_and_bad_bytes(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    row = '{"doc_id": "d", "title": "", "text": "x", "units": [[0, 1]]}\n'
+    path.write_text(row + row)
+    with pytest.raises(DataFormatError, match=r"corpus.jsonl:2: duplicate doc_id"):
+        load_corpus(path)
+    path.write_bytes(row.encode() + b'{"doc_id": "\xff"}\n')
+    with pytest.raises(DataFormatError, match=r"corpus.jsonl:2: not valid UTF-8"):
+        load_corpus(path)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        '{"query_id": "q", "text": "x", "doc_id": "d", "answers": [1], "relevant_units": [], "target": "", "fine_grained": true}\n'
+    )
+    with pytest.raises(DataFormatError, match=r"queries.jsonl:1: field 'answers'"):
+        load_queries(queries)
+
+
+def test_token_counter_counts_in_batches():
+    counter = load_token_counter(MINILM_ID)
+    texts = ["Hello world.", "", "Tokenization of unusual words: antidisestablishmentarianism."]
+    expected = [len(counter.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    counter.batch_size = 2
+    assert counter.count(texts).tolist() == expected
+    assert counter.count(texts, add_special_tokens=True).tolist() == [n + 2 for n in expected]

@@ -1,0 +1,182 @@
+# Data (paper 4.1, Appendices A-B; SPEC 2-3): the normalised test sets of every data set, the
+# QAR training triples sampled from PAQ and the RIR data synthesized from Wikipedia. The work is
+# in data_prep/; each script is a few lines of glue. Outputs (gear/layout.py):
+#   L.corpus(ds), L.queries(ds), L.stats(ds)   for ds in squad, nq, triviaqa, paq, rir
+#   L.train_triples("qar"), L.train_triples("rir")
+# Download rules exist only for the raw files whose URL the config names (config/paper.yaml);
+# the mini config names none, so its runs never download.
+DATA = config["data"]
+QA_SOURCES = ("squad", "nq", "triviaqa")
+RIR_WORK = L.rir_work()
+
+
+# Each rule's params carry only what it reads, so unrelated config edits rerun nothing.
+DATA_SHARED = {k: DATA[k] for k in ("splitter", "token_counter", "max_document_tokens")}
+MODEL_PATHS = {
+    role: {k: v for k, v in config["model_paths"].items() if k == name}
+    for role, name in (
+        ("tokenizer", DATA["token_counter"]),
+        ("rewrite", DATA["rir"]["rewrite"]["model"]),
+        ("filter", DATA["rir"]["filter"]["model"]),
+    )
+}
+
+
+rule build_qa:
+    input:
+        source=lambda wildcards: DATA[wildcards.dataset]["path"],
+        extra=lambda wildcards: [e["path"] for e in DATA[wildcards.dataset].get("extra_corpus", [])],
+    output:
+        corpus=L.corpus("{dataset}"),
+        queries=L.queries("{dataset}"),
+        stats=L.stats("{dataset}"),
+    log:
+        L.log("data", "build_{dataset}"),
+    wildcard_constraints:
+        dataset="|".join(QA_SOURCES),
+    params:
+        data=lambda wildcards: {
+            **DATA_SHARED,
+            wildcards.dataset: DATA[wildcards.dataset],
+        },
+        model_paths=MODEL_PATHS["tokenizer"],
+        allow_downloads=config["allow_downloads"],
+    script:
+        "../scripts/data_build_qa.py"
+
+
+rule build_paq:
+    input:
+        metadata=DATA["paq"]["metadata"],
+        passages=DATA["paq"]["passages"],
+    output:
+        corpus=L.corpus("paq"),
+        queries=L.queries("paq"),
+        stats=L.stats("paq"),
+        train=L.train_triples("qar"),
+    log:
+        L.log("data", "build_paq"),
+    params:
+        data={**DATA_SHARED, "paq": DATA["paq"]},
+        seed=config["seed"],
+        model_paths=MODEL_PATHS["tokenizer"],
+        allow_downloads=config["allow_downloads"],
+    script:
+        "../scripts/data_build_paq.py"
+
+
+rule rir_preprocess:
+    input:
+        DATA["rir"]["wikipedia"],
+    output:
+        documents=RIR_WORK / "preprocessed.jsonl",
+        stats=RIR_WORK / "preprocess_stats.json",
+    log:
+        L.log("data", "rir_preprocess"),
+    threads: 4
+    params:
+        preprocess=DATA["rir"]["preprocess"],
+        splitter=DATA["splitter"],
+        token_counter=DATA["token_counter"],
+        model_paths=MODEL_PATHS["tokenizer"],
+        allow_downloads=config["allow_downloads"],
+    script:
+        "../scripts/data_rir_preprocess.py"
+
+
+# backend openai talks to a server started beforehand, e.g. on the GPU nodes
+#   vllm serve meta-llama/Llama-3.1-70B-Instruct --tensor-parallel-size 4 --port 8000
+# at data.rir.rewrite.endpoint. Results are cached in RIR_WORK/rewrite_cache.jsonl (kept when
+# the job fails), so a rerun resumes where the last one stopped.
+rule rir_rewrite:
+    input:
+        RIR_WORK / "preprocessed.jsonl",
+    output:
+        RIR_WORK / "rewrites.jsonl",
+    log:
+        L.log("data", "rir_rewrite"),
+    resources:
+        # only the local transformers backend computes here; the HTTP backend waits on a server
+        gpu=1 if DATA["rir"]["rewrite"]["backend"] == "transformers" else 0,
+    params:
+        rewrite=DATA["rir"]["rewrite"],
+        cache=RIR_WORK / "rewrite_cache.jsonl",
+        seed=config["seed"],
+        model_paths=MODEL_PATHS["rewrite"],
+        allow_downloads=config["allow_downloads"],
+    script:
+        "../scripts/data_rir_rewrite.py"
+
+
+rule rir_postprocess:
+    input:
+        documents=RIR_WORK / "preprocessed.jsonl",
+        rewrites=RIR_WORK / "rewrites.jsonl",
+    output:
+        corpus=L.corpus("rir"),
+        queries=L.queries("rir"),
+        stats=L.stats("rir"),
+        train=L.train_triples("rir"),
+    log:
+        L.log("data", "rir_postprocess"),
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        filter=DATA["rir"]["filter"],
+        split=DATA["rir"]["split"],
+        seed=config["seed"],
+        max_document_tokens=DATA["max_document_tokens"],
+        model_paths=MODEL_PATHS["filter"],
+        allow_downloads=config["allow_downloads"],
+    script:
+        "../scripts/data_rir_postprocess.py"
+
+
+# Raw files, only for the URLs the config names (gunzipped on the fly, written atomically).
+RAW_DOWNLOADS = {
+    **{
+        ds: (DATA[ds]["path"], DATA[ds]["url"])
+        for ds in QA_SOURCES
+        if "url" in DATA[ds]
+    },
+    **{
+        f"{ds}_extra_{i}": (extra["path"], extra["url"])
+        for ds in QA_SOURCES
+        for i, extra in enumerate(DATA[ds].get("extra_corpus", []))
+        if "url" in extra
+    },
+    **{
+        f"paq_{part}": (DATA["paq"][part], DATA["paq"][f"{part}_url"])
+        for part in ("metadata", "passages")
+        if f"{part}_url" in DATA["paq"]
+    },
+}
+
+for _name, (_path, _url) in RAW_DOWNLOADS.items():
+
+    rule:
+        name:
+            f"download_{_name}"
+        output:
+            _path,
+        log:
+            L.log("data", f"download_{_name}"),
+        params:
+            url=_url,
+        script:
+            "../scripts/data_download.py"
+
+
+if "wikipedia_hf_dataset" in DATA["rir"]:
+
+    rule download_wikipedia:
+        output:
+            DATA["rir"]["wikipedia"],
+        log:
+            L.log("data", "download_wikipedia"),
+        params:
+            dataset=DATA["rir"]["wikipedia_hf_dataset"],
+            config_name=DATA["rir"].get("wikipedia_hf_config"),
+        script:
+            "../scripts/data_download_wikipedia.py"
