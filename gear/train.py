@@ -1,0 +1,997 @@
+"""Training GeAR (paper §3.4, Appendix C, Table 4; SPEC 5): loss = L_CL + L_LM.
+
+**L_CL**, symmetric query-document contrastive loss with momentum encoders (MoCo/BLIP style,
+written for this suite). Momentum copies of ``Eq`` (its bi-encoder part) and ``Ed`` follow the
+online encoders after every optimizer step (``m <- mu m + (1 - mu) theta``, mu = ``train.momentum``,
+one ``torch._foreach_lerp_`` over flat parameter lists). Their L2-normalised features fill two
+queues of ``train.queue_size`` entries, with the 62-bit key of each entry's ``doc_id``. A query is
+scored against the momentum document features of the whole global batch plus the document queue
+(and a document against the query features likewise), divided by a learnable temperature
+(init ``temperature_init``, clamped to ``[temperature_min, temperature_max]`` after every step).
+Targets: every entry whose ``doc_id`` equals the query's is a positive (batch and queue alike),
+targets normalised over positives, then softened as ``alpha * softmax(momentum similarities) +
+(1 - alpha) * targets``, with alpha ramped linearly per step from 0 to ``train.alpha`` over the
+first ``alpha_ramp_epochs`` epochs. Queue slots not yet filled are masked out (rather than
+starting from random features), so the first steps see only real negatives.
+
+**L_LM**, cross-entropy of the target (``[DEC]`` + target -> target + ``[SEP]``) given the fusion
+output, summed over target tokens and divided by the global number of target tokens.
+
+The variant's ``lm_loss: false`` (``GeAR_CL``) trains L_CL alone: the fusion pass and decoder
+never run, and their parameters (cross-attention blocks, decoder, LM head) are frozen, so they
+keep their initial values in the saved model.
+
+**Several processes** (``torchrun``; gloo on CPU, nccl on GPU): every rank plans the same global
+batches and takes its slice; momentum features and doc keys are all-gathered, so each rank's
+queries meet the whole global batch plus the queue, and the queues stay identical on all ranks.
+The CL loss is a mean over the rank's own rows and the LM loss ``sum / global token count x
+world size``, so that DDP's gradient average equals the gradient of the single-process loss on
+the same global batch (``tests/gear/test_train.py`` checks this with two processes).
+
+**Queue rule**: ``queue_size`` must be a multiple of the global micro-batch, ``batch_size x
+processes`` (each micro-step enqueues one global micro-batch; gradient accumulation does not
+change it), so a batch never wraps around the queue's end. Checked at start with a clear error.
+
+**Optimizer**: AdamW (``train.optimizer``; fused on CUDA). Weight decay applies to matrices
+(linear and embedding weights) only; biases, LayerNorm gains and the temperature are not decayed,
+as in BERT's recipe: shrinking a gain or an offset towards zero is not regularisation. (BLIP
+decays every parameter; the paper does not say; this is the suite's choice.) **Schedule**
+(Table 4): linear warmup from ``warmup_lr`` to ``lr`` over ``warmup_steps`` steps, then cosine
+down to ``min_lr`` at the last step. Gradient accumulation over ``train.gradient_accumulation``
+micro-batches (the LM normalisation then holds per micro-batch).
+
+**Checkpoints**: after every epoch, a Hugging Face style model folder ``out_root/epochs/epoch_{e}``
+(Figure 4a/b evaluates each). They are written to ``out_root/state/epochs-{fingerprint}`` and
+hard-linked into ``epochs/``, so that a workflow manager deleting ``epochs/`` (an output) before a
+rerun does not lose finished epochs. Every
+``checkpoint_every_steps`` steps, at the end of every epoch and when ``max_steps`` stops the run, a
+training state ``out_root/state/step_{n}`` (model, momentum encoders, queues, temperature,
+optimizer, schedule position, epoch and position in the epoch, every process's RNG states and
+loss accumulators, the log so far), written atomically with a manifest of SHA-256 checksums
+written last. Running the same command again resumes from the newest state whose manifest
+verifies (a truncated or corrupt one is skipped with a warning; the last two are kept) and ends
+with bitwise the same weights on CPU as a run that never stopped: the data order depends only on
+``(seed, epoch)``, and every RNG is restored. A state written under a different configuration,
+data file or number of processes is discarded with a warning, never resumed.
+
+**Outputs**: ``out_root/model`` (atomically): the model, tokenizer, ``gear_config.json`` (the
+run's ``gear`` section), ``train_config.json`` (the resolved sections, variant, scenario, data
+fingerprint, processes) and ``train_log.jsonl`` (a line a minute, ``train.log_every_seconds``, and
+one per epoch with the epoch's mean losses over all processes).
+
+**Speed** (PERF-NOTES.md): bf16 autocast on CUDA (``train.precision``; CPU runs fp32), optional
+``torch.compile`` of the transformer stacks (``train.compile``), fused attention and projections
+(gear.modeling), length-bucketed batches padded to few shapes (gear.data), pinned host memory and
+non-blocking copies, and no host synchronisation in a step: losses accumulate on the device and
+are read (``.item()``) only when a line is logged.
+
+Example:
+    >>> train_gear("results/mini/data/train/qar.jsonl", "results/mini/models/GeAR/qar",
+    ...            load_config("config/mini.yaml"), "GeAR", "qar")  # doctest: +SKIP
+
+Multi-GPU: ``torchrun --nproc_per_node 4 -m gear.train --config config/paper.yaml --variant GeAR
+--scenario qar --train-file R/data/train/qar.jsonl --out R/models/GeAR/qar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gear.config import ConfigError, dataclass_from_mapping
+from gear.data import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
+from gear.inference import LocalizationConfig
+from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
+from gear.modeling import GearModel, Stack, build_from_bert, mean_pool
+
+log = logging.getLogger(__name__)
+
+#: The run-config sections train_gear reads (the rule passes only these).
+TRAIN_CONFIG_KEYS = ("seed", "allow_downloads", "model_paths", "model_revisions", "gear", "train")
+#: train keys that may change between a run and its resumption (they do not change the result).
+_RESUMABLE_ACROSS = ("checkpoint_every_steps", "num_workers", "log_every_seconds", "compile")
+MASKED_LOGIT = -1e9  # logit of a queue slot not yet filled: exp() is exactly 0 in float32
+
+
+# --------------------------------------------------------------------------------------------
+# Config sections
+# --------------------------------------------------------------------------------------------
+@dataclass
+class OptimizerSection:
+    lr: float  # peak learning rate
+    betas: tuple[float, float]  # AdamW betas
+    eps: float  # AdamW epsilon
+    weight_decay: float  # decoupled weight decay (matrices only, see the module docstring)
+
+
+@dataclass
+class ScheduleSection:
+    warmup_steps: int  # linear warmup length in optimizer steps
+    warmup_lr: float  # learning rate at step 0
+    min_lr: float  # learning rate at the last step (end of the cosine)
+
+
+@dataclass
+class TrainSection:
+    variants: dict  # variant name -> {lm_loss: bool}
+    scenarios: dict  # qar / rir -> {batch_size: per-process micro-batch}
+    reference_gpus: int  # the paper's GPU count (config-time queue check only)
+    epochs: int  # passes over the triples
+    gradient_accumulation: int  # micro-batches per optimizer step
+    momentum: float  # momentum of the momentum encoders (0.995)
+    queue_size: int  # feature queue entries (multiple of the global micro-batch)
+    alpha: float  # final weight of the momentum soft targets (0.4)
+    alpha_ramp_epochs: float  # epochs over which alpha ramps from 0 (2)
+    temperature_init: float  # initial contrastive temperature (0.07)
+    temperature_min: float  # temperature clamp, lower bound
+    temperature_max: float  # temperature clamp, upper bound
+    lm_weight: float  # weight of L_LM
+    cl_weight: float  # weight of L_CL
+    optimizer: OptimizerSection
+    schedule: ScheduleSection
+    precision: str  # bf16 (autocast on CUDA) | fp32
+    checkpoint_every_steps: int  # state checkpoint period in optimizer steps
+    num_workers: int  # DataLoader worker processes
+    compile: bool  # torch.compile the transformer stacks
+    log_every_seconds: float  # period of the progress log line
+
+
+@dataclass
+class GearSection:
+    init_checkpoint: str  # BERT checkpoint the three stacks start from
+    decoder_start_token: str  # the token added to start targets ([DEC])
+    max_query_tokens: int  # query truncation
+    max_document_tokens: int  # document truncation
+    max_target_tokens: int  # decoder length ([DEC] + target)
+    localization: LocalizationConfig = field(default_factory=lambda: LocalizationConfig(layer=10))
+
+
+def read_sections(cfg: dict) -> tuple[GearSection, TrainSection]:
+    """The typed ``gear`` and ``train`` sections of a run config."""
+    for key in ("gear", "train", "seed"):
+        if key not in cfg:
+            raise ConfigError(
+                f"config: missing section {key!r} (train_gear needs {', '.join(TRAIN_CONFIG_KEYS)})"
+            )
+    return (
+        dataclass_from_mapping(GearSection, cfg["gear"], "gear"),
+        dataclass_from_mapping(TrainSection, cfg["train"], "train"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules and checks
+# --------------------------------------------------------------------------------------------
+def learning_rate(step: int, total_steps: int, lr: float, schedule: ScheduleSection) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine to min_lr.
+
+    ``step == 0`` gives ``warmup_lr``, ``step == warmup_steps`` gives ``lr``, the last step
+    (``total_steps - 1``) gives ``min_lr``.
+    """
+    if step < schedule.warmup_steps:
+        return schedule.warmup_lr + (lr - schedule.warmup_lr) * step / schedule.warmup_steps
+    decay_steps = total_steps - 1 - schedule.warmup_steps
+    if decay_steps <= 0:
+        return lr
+    progress = min(1.0, (step - schedule.warmup_steps) / decay_steps)
+    return schedule.min_lr + 0.5 * (lr - schedule.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def alpha_at(step: int, steps_per_epoch: int, alpha: float, ramp_epochs: float) -> float:
+    """Soft-target weight at optimizer step ``step``: 0 at step 0, ``alpha`` from ``ramp_epochs`` epochs on."""
+    if ramp_epochs <= 0:
+        return alpha
+    return alpha * min(1.0, step / (ramp_epochs * steps_per_epoch))
+
+
+def check_queue_size(queue_size: int, batch_size: int, world_size: int) -> None:
+    """Raise unless ``queue_size`` is a multiple of the global micro-batch ``batch_size x world_size``."""
+    global_batch = batch_size * world_size
+    if queue_size % global_batch:
+        lower = (queue_size // global_batch) * global_batch
+        raise ConfigError(
+            f"train.queue_size {queue_size} is not a multiple of the global batch: {batch_size} "
+            f"(train.scenarios.<scenario>.batch_size, per process) x {world_size} process(es) = {global_batch}. "
+            f"Each micro-step enqueues one global batch, so the queue must hold a whole number of them; "
+            f"use e.g. {lower or global_batch} or {lower + global_batch}."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers (identity in a single process)
+# --------------------------------------------------------------------------------------------
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if _distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+@torch.no_grad()
+def all_gather(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` from every process along dim 0 (rank order); no gradient."""
+    if not _distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Sum over processes (a copy; no gradient)."""
+    tensor = tensor.detach().clone()
+    if _distributed():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+# --------------------------------------------------------------------------------------------
+# The training wrapper: momentum encoders, queues, temperature, losses
+# --------------------------------------------------------------------------------------------
+class GearTrainingModule(nn.Module):
+    """GeAR plus what only training needs: momentum encoders, feature queues, temperature.
+
+    Args:
+        model: the GeAR model being trained (saved alone for inference).
+        train: the ``train`` section.
+        lm_loss: whether the variant trains L_LM (``train.variants.<v>.lm_loss``).
+    """
+
+    def __init__(self, model: GearModel, train: TrainSection, lm_loss: bool):
+        super().__init__()
+        cfg = model.config
+        self.model = model
+        self.lm_loss = lm_loss
+        self.momentum = train.momentum
+        self.cl_weight, self.lm_weight = train.cl_weight, train.lm_weight
+        self.temperature_range = (train.temperature_min, train.temperature_max)
+        # The momentum query encoder copies Eq's bi-encoder part only: the fusion blocks have no momentum twin.
+        self.momentum_query_encoder = Stack(
+            cfg, cfg.vocab_size, cfg.num_hidden_layers, cross_attention=False, causal=False
+        )
+        online_query = {
+            k: v for k, v in model.query_encoder.state_dict().items() if ".cross_attention." not in k
+        }
+        self.momentum_query_encoder.load_state_dict(online_query, strict=True)
+        self.momentum_document_encoder = copy.deepcopy(model.document_encoder)
+        for module in (self.momentum_query_encoder, self.momentum_document_encoder):
+            module.requires_grad_(False)
+        self.temperature = nn.Parameter(torch.tensor(float(train.temperature_init)))
+        size, dim = train.queue_size, cfg.hidden_size
+        self.register_buffer("query_queue", torch.zeros(size, dim))
+        self.register_buffer("document_queue", torch.zeros(size, dim))
+        self.register_buffer("doc_key_queue", torch.full((size,), -1, dtype=torch.int64))
+        self.queue_ptr = 0  # host-side, so that enqueueing never synchronises with the device
+        if not lm_loss:  # GeAR_CL: fusion blocks, decoder and LM head are never used
+            for name, param in model.named_parameters():
+                if ".cross_attention." in name or name.startswith(("decoder.", "lm_head.")):
+                    param.requires_grad_(False)
+        self._momentum_pairs = self._pair_parameters()
+
+    def _pair_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
+        momentum, online = [], []
+        for twin, source in (
+            (self.momentum_query_encoder, self.model.query_encoder),
+            (self.momentum_document_encoder, self.model.document_encoder),
+        ):
+            params = dict(source.named_parameters())
+            for name, param in twin.named_parameters():
+                momentum.append(param)
+                online.append(params[name])
+        return momentum, online
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``m <- mu m + (1 - mu) theta`` for every momentum parameter, in one fused call."""
+        momentum, online = self._momentum_pairs
+        torch._foreach_lerp_(momentum, online, 1.0 - self.momentum)
+
+    @torch.no_grad()
+    def clamp_temperature(self) -> None:
+        self.temperature.clamp_(*self.temperature_range)
+
+    @torch.no_grad()
+    def enqueue(self, query_keys: Tensor, document_keys: Tensor, doc_keys: Tensor) -> None:
+        """Write a global batch of momentum features into the queues (FIFO, wrapping around)."""
+        n = query_keys.shape[0]
+        ptr = self.queue_ptr
+        self.query_queue[ptr : ptr + n] = query_keys
+        self.document_queue[ptr : ptr + n] = document_keys
+        self.doc_key_queue[ptr : ptr + n] = doc_keys
+        self.queue_ptr = (ptr + n) % self.query_queue.shape[0]
+
+    def forward(
+        self, batch: dict[str, Tensor], alpha: float
+    ) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, ...]]:
+        """One micro-batch.
+
+        Args:
+            batch: tensors of :class:`gear.data.TripleCollator` on the model's device.
+            alpha: soft-target weight of this step.
+
+        Returns:
+            loss to back-propagate (scaled for DDP, see the module docstring); detached statistics
+            ``cl``, ``lm_sum``, ``lm_tokens`` (this process); the gathered momentum features and
+            doc keys to enqueue once the step is done.
+        """
+        model = self.model
+        q_ids, q_mask = batch["query_ids"], batch["query_mask"]
+        d_ids, d_mask = batch["document_ids"], batch["document_mask"]
+        doc_keys = batch["doc_keys"]
+        query_states = model.query_encoder(q_ids, q_mask).hidden_states
+        document_states = model.document_encoder(d_ids, d_mask).hidden_states
+        with torch.no_grad():
+            query_m = F.normalize(
+                mean_pool(self.momentum_query_encoder(q_ids, q_mask).hidden_states, q_mask), dim=-1
+            )
+            document_m = F.normalize(
+                mean_pool(self.momentum_document_encoder(d_ids, d_mask).hidden_states, d_mask), dim=-1
+            )
+            query_m_all, document_m_all, keys_all = (
+                all_gather(query_m),
+                all_gather(document_m),
+                all_gather(doc_keys),
+            )
+
+        # Similarities in float32, outside autocast: logits divided by a temperature near 0.05
+        # magnify bf16 rounding.
+        with torch.autocast(device_type=q_ids.device.type, enabled=False):
+            query_feat = F.normalize(mean_pool(query_states, q_mask), dim=-1)
+            document_feat = F.normalize(mean_pool(document_states, d_mask), dim=-1)
+            with torch.no_grad():
+                query_bank = torch.cat([query_m_all, self.query_queue])  # (N + Q, H)
+                document_bank = torch.cat([document_m_all, self.document_queue])
+                key_bank = torch.cat([keys_all, self.doc_key_queue])
+                empty = (key_bank < 0)[None, :]  # queue slots not filled yet
+                positives = (doc_keys[:, None] == key_bank[None, :]).to(torch.float32)
+                targets = positives / positives.sum(1, keepdim=True)
+                temperature = self.temperature.detach()
+                sim_q2d_m = (query_m @ document_bank.T / temperature).masked_fill(empty, MASKED_LOGIT)
+                sim_d2q_m = (document_m @ query_bank.T / temperature).masked_fill(empty, MASKED_LOGIT)
+                q2d_targets = alpha * sim_q2d_m.softmax(1) + (1 - alpha) * targets
+                d2q_targets = alpha * sim_d2q_m.softmax(1) + (1 - alpha) * targets
+            sim_q2d = (query_feat @ document_bank.T / self.temperature).masked_fill(empty, MASKED_LOGIT)
+            sim_d2q = (document_feat @ query_bank.T / self.temperature).masked_fill(empty, MASKED_LOGIT)
+            loss_q2d = -(F.log_softmax(sim_q2d, dim=1) * q2d_targets).sum(1).mean()
+            loss_d2q = -(F.log_softmax(sim_d2q, dim=1) * d2q_targets).sum(1).mean()
+            loss_cl = (loss_q2d + loss_d2q) / 2
+
+        stats = {"cl": loss_cl.detach()}
+        loss = self.cl_weight * loss_cl
+        if self.lm_loss:
+            lm_sum, lm_tokens = model.lm_loss_sum(
+                q_ids, q_mask, document_states, d_mask, batch["target_input"], batch["target_labels"]
+            )
+            global_tokens = all_reduce_sum(lm_tokens).clamp(min=1.0)
+            # DDP averages gradients over processes: x world size makes that average the gradient
+            # of (global sum / global count).
+            loss = loss + self.lm_weight * lm_sum * (world_size() / global_tokens)
+            stats["lm_sum"], stats["lm_tokens"] = lm_sum.detach(), lm_tokens
+        return loss, stats, (query_m_all, document_m_all, keys_all)
+
+
+def build_optimizer(module: nn.Module, opt: OptimizerSection, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; weight decay on matrices only (module docstring)."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(
+        groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=device.type == "cuda" or None
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# State checkpoints
+# --------------------------------------------------------------------------------------------
+STATE_FILE = "state.pt"
+MANIFEST = "manifest.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class StateStore:
+    """Step checkpoints in ``root/step_{n}``: atomic folders, verified by a manifest written last."""
+
+    def __init__(self, root: Path, fingerprint: str, keep: int = 2):
+        self.root, self.fingerprint, self.keep = Path(root), fingerprint, keep
+
+    def _step_dirs(self) -> list[tuple[int, Path]]:
+        if not self.root.is_dir():
+            return []
+        found = [
+            (int(m.group(1)), p) for p in self.root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()
+        ]
+        return sorted(found, reverse=True)
+
+    def verify(self, folder: Path) -> str | None:
+        """None when ``folder`` is a complete checkpoint of this run, else the reason it is not."""
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            return "no manifest (incomplete write)"
+        try:
+            manifest = read_json(manifest_path)
+        except ValueError as err:
+            return f"unreadable manifest: {err}"
+        if manifest.get("fingerprint") != self.fingerprint:
+            return "written under another configuration, data file or process count"
+        for name, digest in manifest.get("files", {}).items():
+            path = folder / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if file_sha256(path) != digest:
+                return f"{name} does not match its checksum (truncated or corrupt)"
+        return None
+
+    def newest(self) -> tuple[int, dict] | None:
+        """The newest verified checkpoint ``(step, payload)``; bad ones are skipped with a warning."""
+        for step, folder in self._step_dirs():
+            problem = self.verify(folder)
+            if problem is None:
+                try:
+                    return step, torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+                except Exception as err:  # a checksum-valid file torch cannot read: skip it too
+                    problem = f"cannot be loaded: {err}"
+            log.warning("skipping state checkpoint %s: %s", folder, problem)
+        return None
+
+    def save(self, step: int, payload: dict) -> Path:
+        """Write ``step_{step}`` atomically, then keep only the newest ``keep`` valid checkpoints."""
+        target = self.root / f"step_{step}"
+        with atomic_dir(target) as tmp:
+            torch.save(payload, tmp / STATE_FILE)
+            write_json(
+                tmp / MANIFEST,
+                {
+                    "step": step,
+                    "fingerprint": self.fingerprint,
+                    "files": {STATE_FILE: file_sha256(tmp / STATE_FILE)},
+                },
+            )
+        kept = 0
+        for _, folder in self._step_dirs():
+            if kept < self.keep and self.verify(folder) is None:
+                kept += 1
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+        return target
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()  # noqa: NPY002 (the legacy global RNG other code may draw from)
+    return {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    if not _distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Accumulator:
+    """Loss sums on the device since some point (no host synchronisation until read)."""
+
+    cl_sum: Tensor
+    lm_sum: Tensor
+    lm_tokens: Tensor
+    micro_steps: Tensor
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _Accumulator:
+        return cls(*(torch.zeros((), dtype=torch.float64, device=device) for _ in range(4)))
+
+    def add(self, stats: dict[str, Tensor]) -> None:
+        self.cl_sum += stats["cl"].double()
+        self.micro_steps += 1
+        if "lm_sum" in stats:
+            self.lm_sum += stats["lm_sum"].double()
+            self.lm_tokens += stats["lm_tokens"].double()
+
+    def means(self, reduce: bool = False) -> dict[str, float]:
+        values = torch.stack([self.cl_sum, self.lm_sum, self.lm_tokens, self.micro_steps])
+        if reduce:
+            values = all_reduce_sum(values)
+        cl_sum, lm_sum, lm_tokens, steps = values.tolist()
+        out = {"cl_loss": cl_sum / max(steps, 1.0)}
+        if lm_tokens > 0:
+            out["lm_loss"] = lm_sum / lm_tokens
+        return out
+
+    def state(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu() for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor], device: torch.device) -> _Accumulator:
+        return cls(**{k: v.to(device) for k, v in state.items()})
+
+
+def _select_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _init_distributed() -> None:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); nccl on GPU, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _distributed():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def _no_buffer_sync() -> dict:
+    """DDP keyword that turns off per-forward buffer broadcasts: the queues are identical on every
+    rank by construction (all-gathered features), so broadcasting them would only cost time."""
+    import inspect
+
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    return (
+        {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    )
+
+
+def _publish_epochs(kept: Path, published: Path) -> None:
+    """Rebuild ``published`` (``out_root/epochs``) from the kept epoch models, atomically.
+
+    Hard links, so no space is used twice (copies where links are impossible); rebuilt whole, so
+    nothing of an earlier, discarded run survives in it.
+    """
+    if not kept.is_dir():
+        return
+    with atomic_dir(published) as tmp:
+        for folder in sorted(p for p in kept.iterdir() if p.name.startswith("epoch_")):
+            (tmp / folder.name).mkdir()
+            for item in folder.iterdir():
+                try:
+                    os.link(item, tmp / folder.name / item.name)
+                except OSError:
+                    shutil.copy2(item, tmp / folder.name / item.name)
+
+
+def train_gear(
+    train_file: str | os.PathLike,
+    out_root: str | os.PathLike,
+    cfg: dict,
+    variant: str,
+    scenario: str,
+    *,
+    max_steps: int | None = None,
+) -> Path:
+    """Train GeAR variant ``variant`` on ``train_file``; resume from ``out_root/state`` if present.
+
+    Args:
+        train_file: training triples (JSON Lines, gear.data).
+        out_root: the model's root folder (``R/models/{model}/{scenario}``).
+        cfg: the run config; only ``TRAIN_CONFIG_KEYS`` are read.
+        variant: a key of ``train.variants``.
+        scenario: ``qar`` or ``rir`` (selects ``train.scenarios.<scenario>.batch_size``).
+        max_steps: stop after this many optimizer steps (tests, smoke runs); the schedule keeps
+            the full run's length, so a longer rerun continues the same run.
+
+    Returns:
+        ``out_root/model``.
+    """
+    from tqdm.auto import tqdm
+
+    from gear.hub import resolve_model
+
+    gear_section, train = read_sections(cfg)
+    if variant not in train.variants:
+        raise ConfigError(f"train.variants: no variant {variant!r}; known: {sorted(train.variants)}")
+    if scenario not in train.scenarios:
+        raise ConfigError(f"train.scenarios: no scenario {scenario!r}; known: {sorted(train.scenarios)}")
+    lm_loss = bool(train.variants[variant]["lm_loss"])
+    batch_size = int(train.scenarios[scenario]["batch_size"])
+    out_root = Path(out_root)
+
+    _init_distributed()
+    world, this_rank = world_size(), rank()
+    device = _select_device()
+    check_queue_size(train.queue_size, batch_size, world)
+    seed = int(cfg["seed"])
+
+    dataset = TripleFile(train_file)
+    global_batch = batch_size * world
+    accumulation = train.gradient_accumulation
+    steps_per_epoch = len(dataset) // (global_batch * accumulation)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"{train_file}: {len(dataset)} triples do not fill one optimizer step of {global_batch} x "
+            f"{accumulation} (batch x processes x gradient accumulation)"
+        )
+    total_steps = steps_per_epoch * train.epochs
+    stop_at = min(total_steps, max_steps) if max_steps else total_steps
+    plan = EpochPlan(dataset.byte_lengths, global_batch, steps_per_epoch * accumulation, seed)
+
+    # Model: identical on every process (seeded), then per-process RNG streams for dropout.
+    checkpoint = resolve_model(
+        gear_section.init_checkpoint,
+        cfg.get("model_paths") or {},
+        bool(cfg.get("allow_downloads", False)),
+        (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint),
+    )
+    checkpoint = _local_checkpoint(
+        checkpoint, (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
+    )
+    model, tokenizer, report = build_from_bert(
+        checkpoint,
+        gear_section.decoder_start_token,
+        seed=seed,
+        max_query_tokens=gear_section.max_query_tokens,
+        max_document_tokens=gear_section.max_document_tokens,
+        max_target_tokens=gear_section.max_target_tokens,
+    )
+    model.config.extra["init_checkpoint"] = gear_section.init_checkpoint
+    if this_rank == 0:
+        log.info("GeAR from %s: %s", checkpoint, report.summary())
+    training = GearTrainingModule(model, train, lm_loss).to(device)
+    optimizer = build_optimizer(training, train.optimizer, device)
+
+    fingerprint = stable_hash(
+        {
+            "gear": cfg["gear"],
+            "train": {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_ACROSS},
+            "seed": seed,
+            "variant": variant,
+            "scenario": scenario,
+            "world_size": world,
+            "data": dataset.fingerprint(),
+        }
+    )
+    state_root = out_root / "state"
+    store = StateStore(state_root, fingerprint)
+    # Epoch models of this run are kept under its fingerprint; those of another run are discarded.
+    kept_epochs, published_epochs = state_root / f"epochs-{fingerprint}", out_root / "epochs"
+    if this_rank == 0 and state_root.is_dir():
+        for _, folder in store._step_dirs():
+            if (folder / MANIFEST).is_file() and read_json(folder / MANIFEST).get(
+                "fingerprint"
+            ) != fingerprint:
+                log.warning("discarding %s: written under another configuration or data file", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+        for folder in state_root.glob("epochs-*"):
+            if folder != kept_epochs:
+                log.warning("discarding %s: epoch models of another configuration or data file", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+    if _distributed():
+        dist.barrier()
+
+    step = 0
+    epoch_acc = _Accumulator.zeros(device)
+    records: list[dict] = []
+    resumed = store.newest()
+    torch.manual_seed(seed + this_rank)
+    random.seed(seed + this_rank)
+    np.random.seed((seed + this_rank) % 2**32)  # noqa: NPY002
+    if resumed is not None:
+        step, payload = resumed
+        training.load_state_dict(payload["module"], strict=True)
+        training.queue_ptr = int(payload["queue_ptr"])
+        optimizer.load_state_dict(payload["optimizer"])
+        records = list(payload["log"])
+        per_rank = payload["per_rank"][this_rank]
+        epoch_acc = _Accumulator.from_state(per_rank["epoch_accumulator"], device)
+        _set_rng_state(per_rank["rng"])
+        if this_rank == 0:
+            log.info(
+                "resuming from %s at step %d (epoch %d, step %d of %d in the epoch)",
+                state_root / f"step_{step}",
+                step,
+                payload["epoch"],
+                payload["position"],
+                steps_per_epoch,
+            )
+
+    if train.compile:
+        for stack in (
+            model.query_encoder,
+            model.document_encoder,
+            model.decoder,
+            training.momentum_query_encoder,
+            training.momentum_document_encoder,
+        ):
+            stack.compile(dynamic=None)
+    wrapped: nn.Module = training
+    if world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            training, device_ids=[device.index] if device.type == "cuda" else None, **_no_buffer_sync()
+        )
+
+    collator = TripleCollator(
+        tokenizer,
+        gear_section.max_query_tokens,
+        gear_section.max_document_tokens,
+        gear_section.max_target_tokens,
+        model.config.decoder_start_token_id,
+        model.config.eos_token_id,
+    )
+    autocast = torch.autocast(
+        device_type=device.type,
+        dtype=torch.bfloat16,
+        enabled=device.type == "cuda" and train.precision == "bf16",
+    )
+
+    def save_state() -> None:
+        per_rank = _gather_objects({"rng": _rng_state(), "epoch_accumulator": epoch_acc.state()})
+        if this_rank == 0:
+            epoch, position = divmod(step, steps_per_epoch)
+            store.save(
+                step,
+                {
+                    "module": training.state_dict(),
+                    "queue_ptr": training.queue_ptr,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": {"step": step, "total_steps": total_steps},
+                    "step": step,
+                    "epoch": epoch,
+                    "position": position,
+                    "per_rank": per_rank,
+                    "log": records,
+                },
+            )
+
+    def save_epoch(epoch: int) -> None:
+        means = epoch_acc.means(reduce=True)
+        if this_rank == 0:
+            if not (kept_epochs / f"epoch_{epoch}").is_dir():
+                with atomic_dir(kept_epochs / f"epoch_{epoch}") as tmp:
+                    model.save_pretrained(tmp, tokenizer)
+            _publish_epochs(kept_epochs, published_epochs)
+            record = {"event": "epoch", "epoch": epoch, "step": step, **means}
+            records.append(record)
+            log.info("epoch %d done (step %d): %s", epoch, step, _format(means))
+
+    window = _Accumulator.zeros(device)
+    last_log = time.monotonic()
+    progress = tqdm(
+        total=stop_at,
+        initial=step,
+        desc=f"train {variant}/{scenario}",
+        disable=this_rank != 0,
+        mininterval=5.0,
+    )
+    wrapped.train()
+    while step < stop_at:
+        epoch, position = divmod(step, steps_per_epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=ListBatchSampler(
+                plan.rank_batches(epoch, this_rank, world, position * accumulation)
+            ),
+            collate_fn=collator,
+            num_workers=train.num_workers,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator(),  # iterators draw their seed here, not from the global RNG
+        )
+        for micro, batch in enumerate(loader, start=position * accumulation):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            last_micro = (micro + 1) % accumulation == 0
+            alpha = alpha_at(step, steps_per_epoch, train.alpha, train.alpha_ramp_epochs)
+            sync = contextlib.nullcontext() if last_micro or world == 1 else wrapped.no_sync()
+            with sync:
+                with autocast:
+                    loss, stats, bank = wrapped(batch, alpha)
+                (loss / accumulation).backward()
+            training.enqueue(*bank)
+            epoch_acc.add(stats)
+            window.add(stats)
+            if not last_micro:
+                continue
+            current_lr = learning_rate(step, total_steps, train.optimizer.lr, train.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            training.momentum_update()
+            training.clamp_temperature()
+            step += 1
+            progress.update(1)
+            if this_rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
+                means = window.means()
+                record = {
+                    "event": "log",
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "lr": current_lr,
+                    "alpha": alpha,
+                    "temperature": float(training.temperature.detach()),
+                    **means,
+                }
+                records.append(record)
+                log.info(
+                    "step %d/%d lr %.3g alpha %.3f temp %.4f %s",
+                    step,
+                    stop_at,
+                    current_lr,
+                    alpha,
+                    record["temperature"],
+                    _format(means),
+                )
+                window, last_log = _Accumulator.zeros(device), time.monotonic()
+            epoch_done = step % steps_per_epoch == 0
+            if epoch_done:
+                save_epoch(step // steps_per_epoch)
+                epoch_acc = _Accumulator.zeros(device)
+            if epoch_done or step % train.checkpoint_every_steps == 0 or step == stop_at:
+                save_state()
+            if step == stop_at or epoch_done:
+                break
+    progress.close()
+
+    final = out_root / "model"
+    if this_rank == 0:
+        _publish_epochs(kept_epochs, published_epochs)
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp, tokenizer)
+            write_json(tmp / "gear_config.json", cfg["gear"])
+            write_json(
+                tmp / "train_config.json",
+                {
+                    "variant": variant,
+                    "scenario": scenario,
+                    "train_file": str(train_file),
+                    "data": dataset.fingerprint(),
+                    "world_size": world,
+                    "steps": step,
+                    "total_steps": total_steps,
+                    "steps_per_epoch": steps_per_epoch,
+                    "config": {k: cfg[k] for k in TRAIN_CONFIG_KEYS if k in cfg},
+                    "load_report": {"newly_initialised": report.newly_initialised, "unused": report.unused},
+                },
+            )
+            write_jsonl(tmp / "train_log.jsonl", records)
+        log.info("model written to %s after %d steps", final, step)
+    if _distributed():
+        dist.barrier()
+    return final
+
+
+def _format(means: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in means.items())
+
+
+def _local_checkpoint(name_or_path: str, revision: str | None) -> str:
+    """A local folder for a resolved checkpoint (a hub id is downloaded, which resolve_model allowed)."""
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(
+        name_or_path, revision=revision, allow_patterns=["*.json", "*.txt", "*.safetensors"]
+    )
+    if not (Path(folder) / "model.safetensors").is_file():  # an older checkpoint: PyTorch weights only
+        folder = snapshot_download(
+            name_or_path, revision=revision, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"]
+        )
+    return folder
+
+
+def launch_training(
+    train_file: str | os.PathLike,
+    out_root: str | os.PathLike,
+    cfg: dict,
+    *,
+    variant: str,
+    scenario: str,
+    processes: int = 1,
+    threads: int = 1,
+    log_file: str | os.PathLike | None = None,
+) -> Path:
+    """Train in this process, or under ``torchrun`` with ``processes`` processes (one per GPU).
+
+    Several processes run ``python -m torch.distributed.run --standalone --nproc_per_node N -m
+    gear.train`` with the config sections written to ``out_root/state/launch_config.json``; their
+    output is appended to ``log_file``. Each process gets ``threads // processes`` CPU threads.
+    """
+    import subprocess
+    import sys
+
+    if processes <= 1:
+        torch.set_num_threads(max(1, threads))
+        return train_gear(train_file, out_root, cfg, variant, scenario)
+    out_root = Path(out_root)
+    config_file = out_root / "state" / "launch_config.json"
+    write_json(config_file, {k: cfg[k] for k in TRAIN_CONFIG_KEYS if k in cfg})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "gear.train",
+        "--config",
+        str(config_file),
+        "--variant",
+        variant,
+        "--scenario",
+        scenario,
+        "--train-file",
+        str(train_file),
+        "--out",
+        str(out_root),
+        "--threads",
+        str(max(1, threads // processes)),
+    ]
+    log.info("launching %d processes: %s", processes, " ".join(command))
+    with open(log_file, "a", encoding="utf-8") if log_file else contextlib.nullcontext() as sink:
+        subprocess.run(command, check=True, stdout=sink, stderr=subprocess.STDOUT if sink else None)
+    return out_root / "model"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gear.train`` (or under torchrun): train one variant on one scenario."""
+    from gear.config import load_yaml, validate_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", required=True, help="run config (YAML/JSON): a full config or its train sections"
+    )
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--scenario", required=True, choices=["qar", "rir"])
+    parser.add_argument("--train-file", required=True)
+    parser.add_argument("--out", required=True, help="model root, e.g. results/mini/models/GeAR/qar")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{os.environ.get('RANK', 0)} %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # JSON read as JSON: YAML 1.1 would take an exponent without a dot (1e-08) for a string.
+    cfg = read_json(args.config) if args.config.endswith(".json") else load_yaml(args.config)
+    if isinstance(cfg, dict) and "data" in cfg:  # a full run config: validate it whole
+        cfg = validate_config(cfg, args.config)
+    train_gear(args.train_file, args.out, cfg, args.variant, args.scenario, max_steps=args.max_steps)
+    if _distributed():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""GeAR's model: shapes, loading from BERT checkpoints, attention paths, parameter count, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gear import modeling
+from gear.modeling import (
+    GearConfig,
+    GearModel,
+    build_from_bert,
+    config_from_bert,
+    parameter_breakdown,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_config(**overrides) -> GearConfig:
+    values = dict(
+        vocab_size=100,
+        decoder_vocab_size=101,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_decoder_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        decoder_start_token_id=100,
+        eos_token_id=3,
+        max_query_tokens=16,
+        max_document_tokens=32,
+        max_target_tokens=8,
+    )
+    values.update(overrides)
+    return GearConfig(**values)
+
+
+def tiny_batch(batch=3, lq=6, ld=10, lt=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(5, 100, (batch, lq), generator=g)
+    d = torch.randint(5, 100, (batch, ld), generator=g)
+    q_mask = torch.ones(batch, lq, dtype=torch.long)
+    d_mask = torch.ones(batch, ld, dtype=torch.long)
+    q_mask[0, 4:] = 0  # padding in the first row
+    d_mask[0, 7:] = 0
+    tgt = torch.randint(5, 100, (batch, lt), generator=g)
+    tgt[:, 0] = 100
+    labels = torch.roll(tgt, -1, 1)
+    labels[:, -1] = 3
+    labels[0, 3:] = -100
+    return q, q_mask, d, d_mask, tgt, labels
+
+
+def test_forward_backward_shapes():
+    torch.manual_seed(0)
+    model = GearModel(tiny_config())
+    q, q_mask, d, d_mask, tgt, labels = tiny_batch()
+    assert model.embed_queries(q, q_mask).shape == (3, 32)
+    emb = model.embed_documents(d, d_mask)
+    assert emb.shape == (3, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(3))
+    states = model.document_encoder(d, d_mask).hidden_states
+    assert states.shape == (3, 10, 32)
+    fused = model.fuse(q, q_mask, states, d_mask).hidden_states
+    assert fused.shape == (3, 6, 32)
+    assert model.decoder_logits(tgt, fused, q_mask).shape == (3, 5, 101)
+    loss_sum, tokens = model.lm_loss_sum(q, q_mask, states, d_mask, tgt, labels)
+    assert tokens.item() == 3 + 5 + 5
+    (loss_sum / tokens + model.embed_queries(q, q_mask).sum() + emb.sum()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []  # every part (bi-encoder, fusion blocks, decoder, LM head) is trained
+
+
+def test_padding_does_not_change_embeddings():
+    torch.manual_seed(0)
+    model = GearModel(tiny_config()).eval()
+    ids = torch.randint(5, 100, (1, 7))
+    padded = torch.cat([ids, torch.zeros(1, 9, dtype=torch.long)], 1)
+    mask = torch.cat([torch.ones(1, 7), torch.zeros(1, 9)], 1).long()
+    with torch.no_grad():
+        alone = model.embed_documents(ids, torch.ones_like(ids))
+        with_padding = model.embed_documents(padded, mask)
+    torch.testing.assert_close(alone, with_padding, atol=1e-6, rtol=0)
+
+
+def test_decoder_is_causal_and_kv_cache_matches_teacher_forcing():
+    torch.manual_seed(0)
+    model = GearModel(tiny_config()).eval()
+    q, q_mask, d, d_mask, tgt, _ = tiny_batch()
+    with torch.no_grad():
+        states = model.document_encoder(d, d_mask).hidden_states
+        fused = model.fuse(q, q_mask, states, d_mask).hidden_states
+        full = model.decoder_logits(tgt, fused, q_mask)
+        changed = tgt.clone()
+        changed[:, -1] = 42
+        assert torch.equal(model.decoder_logits(changed, fused, q_mask)[:, :-1], full[:, :-1])
+        cache, steps = None, []
+        for t in range(tgt.shape[1]):
+            logits, cache = model.decoder_step(
+                tgt[:, t : t + 1], fused if cache is None else None, q_mask, cache
+            )
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_path_equals_explicit_probabilities_path():
+    torch.manual_seed(0)
+    model = GearModel(tiny_config()).eval()
+    q, q_mask, d, d_mask, _, _ = tiny_batch()
+    with torch.no_grad():
+        states = model.document_encoder(d, d_mask).hidden_states
+        fast = model.fuse(q, q_mask, states, d_mask)
+        explicit = model.fuse(q, q_mask, states, d_mask, cross_attention_layers=[1, 2])
+    assert fast.cross_attentions == {}
+    torch.testing.assert_close(explicit.hidden_states, fast.hidden_states, atol=1e-6, rtol=1e-6)
+    probs = explicit.cross_attentions[2]
+    assert probs.shape == (3, 2, 6, 10)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 2, 6))
+    assert probs[0, :, :, 7:].abs().max() == 0  # padded document tokens get no attention
+
+
+def test_attention_probabilities_computed_only_when_asked(monkeypatch):
+    torch.manual_seed(0)
+    model = GearModel(tiny_config()).eval()
+    q, q_mask, d, d_mask, tgt, _ = tiny_batch()
+    calls = []
+    original = modeling.attention_probabilities
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(modeling, "attention_probabilities", counting)
+    with torch.no_grad():
+        states = model.document_encoder(d, d_mask).hidden_states
+        fused = model.fuse(q, q_mask, states, d_mask).hidden_states
+        model.decoder_logits(tgt, fused, q_mask)
+        assert calls == []
+        out = model.fuse(q, q_mask, states, d_mask, cross_attention_layers=[2])
+    assert len(calls) == 1 and set(out.cross_attentions) == {2}
+
+
+@pytest.mark.slow
+def test_loading_minilm_reports_new_weights_and_reproduces_bert(minilm_path):
+    from transformers import AutoTokenizer, BertModel
+
+    model, tokenizer, report = build_from_bert(minilm_path, seed=0)
+    cfg = model.config
+    assert tokenizer.convert_tokens_to_ids("[DEC]") == cfg.decoder_start_token_id == 30522
+    assert cfg.decoder_vocab_size == 30523 and cfg.vocab_size == 30522
+    cross = {
+        f"{stack}.layers.{i}.cross_attention.{part}.{kind}"
+        for stack in ("query_encoder", "decoder")
+        for i in range(6)
+        for part in ("query", "kv", "output", "layer_norm")
+        for kind in ("weight", "bias")
+    }
+    lm_head = {
+        "lm_head.bias",
+        "lm_head.dense.weight",
+        "lm_head.dense.bias",
+        "lm_head.layer_norm.weight",
+        "lm_head.layer_norm.bias",
+    }
+    expected_new = cross | lm_head | {"decoder.embeddings.word_embeddings.weight[30522:30523]"}
+    assert set(report.newly_initialised) == expected_new
+    assert report.unused == ["embeddings.position_ids", "pooler.dense.bias", "pooler.dense.weight"]
+
+    reference = BertModel.from_pretrained(str(minilm_path)).eval()
+    model.eval()
+    batch = AutoTokenizer.from_pretrained(str(minilm_path))(
+        [
+            "In what country is Normandy located?",
+            "The Normans gave their name to Normandy, a region in France.",
+        ],
+        padding=True,
+        return_tensors="pt",
+    )
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        for stack in (model.query_encoder, model.document_encoder):
+            ours = stack(ids, mask).hidden_states
+            torch.testing.assert_close(ours[mask.bool()], expected[mask.bool()], atol=1e-5, rtol=1e-5)
+    state = reference.state_dict()
+    layer = model.decoder.layers[3].self_attention.qkv.weight
+    torch.testing.assert_close(
+        layer,
+        torch.cat([state[f"encoder.layer.3.attention.self.{p}.weight"] for p in ("query", "key", "value")]),
+        rtol=0,
+        atol=0,
+    )
+    assert torch.equal(
+        model.decoder.embeddings.word_embeddings.weight[:30522], state["embeddings.word_embeddings.weight"]
+    )
+
+
+def test_loading_mlm_checkpoint_takes_the_lm_head(tmp_path, minilm_path):
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
+    mlm.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(tmp_path)
+    model, _, report = build_from_bert(tmp_path)
+    assert not any(name.startswith("lm_head.") and "[" not in name for name in report.newly_initialised)
+    assert "lm_head.bias[30522:30523]" in report.newly_initialised
+    assert report.unused == []  # bert.* prefix stripped; cls.predictions.decoder.* consumed by the tie
+    torch.testing.assert_close(
+        model.lm_head.dense.weight, mlm.cls.predictions.transform.dense.weight, rtol=0, atol=0
+    )
+    torch.testing.assert_close(model.lm_head.bias[:30522], mlm.cls.predictions.bias, rtol=0, atol=0)
+
+
+def _bert_stack_params(h, i, v, p, t, layers):
+    embeddings = v * h + p * h + t * h + 2 * h
+    attention = (3 * h * h + 3 * h) + (h * h + h) + 2 * h
+    ffn = (h * i + i) + (i * h + h) + 2 * h
+    return embeddings + layers * (attention + ffn)
+
+
+def test_parameter_count_at_bert_base_size():
+    from transformers import BertConfig, BertModel
+
+    bert = BertConfig()  # bert-base: hidden 768, 12 layers, 12 heads, FFN 3072, vocabulary 30,522
+    cfg = config_from_bert(
+        bert.to_dict() | {"model_type": "bert"}, decoder_start_token_id=30522, eos_token_id=102
+    )
+    with torch.device("meta"):
+        model = GearModel(cfg)
+        bert_model = BertModel(bert)
+    h, i, v, p, t, n = 768, 3072, 30522, 512, 2, 12
+    stack = _bert_stack_params(h, i, v, p, t, n)
+    pooler = h * h + h
+    assert stack + pooler == sum(x.numel() for x in bert_model.parameters()) == 109_482_240
+    cross_block = (h * h + h) + (2 * h * h + 2 * h) + (h * h + h) + 2 * h
+    lm_head = (h * h + h) + 2 * h + (v + 1)
+    expected = 3 * stack + h + 2 * n * cross_block + lm_head  # + h: the decoder's [DEC] row
+    total = sum(x.numel() for x in model.parameters())
+    assert total == expected == 384_032_059
+    breakdown = parameter_breakdown(model)
+    assert breakdown == {
+        "bert_stacks": 3 * stack,
+        "dec_embedding_row": h,
+        "cross_attention": 2 * n * cross_block,
+        "lm_head": lm_head,
+        "total": total,
+    }
+    # The paper's "about 330M": three bert-base checkpoints (with pooler) ...
+    assert round(3 * (stack + pooler) / 1e6) == 328
+    # ... while the new cross-attention blocks add about 57M on top.
+    assert round(2 * n * cross_block / 1e6) == 57
+
+
+def test_save_load_round_trip(tmp_path, tiny_bert_path):
+    from gear.inference import load_gear
+
+    model, tokenizer, _ = build_from_bert(tiny_bert_path, seed=3, max_document_tokens=32)
+    model.save_pretrained(tmp_path / "m", tokenizer)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "gear"
+    loaded, loaded_tokenizer = load_gear(tmp_path / "m", device="cpu")
+    assert loaded.config == model.config
+    original = model.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    assert loaded_tokenizer.convert_tokens_to_ids("[DEC]") == loaded.config.decoder_start_token_id
+    ids = torch.tensor([[101, 2054, 2003, 102]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.embed_queries(ids, torch.ones_like(ids)),
+            model.eval().embed_queries(ids, torch.ones_like(ids)),
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_from_pretrained_rejects_mismatched_weights(tmp_path):
+    torch.manual_seed(0)
+    GearModel(tiny_config()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] = 48
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match"):
+        GearModel.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a saved GeAR model"):
+        GearModel.from_pretrained(tmp_path / "nothing")
+
+
+def test_build_from_non_bert_checkpoint_fails(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ValueError, match="BERT checkpoints"):
+        build_from_bert(tmp_path)
