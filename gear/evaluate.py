@@ -1,0 +1,1005 @@
+"""Evaluating every model: retrieval, unit localization, generation, and GeAR's layer and epoch analyses.
+
+Each ``evaluate_*`` / ``*_analysis`` function reads one normalised test set (:class:`EvalDataset`),
+computes per-query metrics with :mod:`gear.metrics`, a 95% percentile bootstrap interval for each
+(config ``evaluate.bootstrap``), and writes one JSON atomically in the layout of ARCHITECTURE.md
+"Evaluation results":
+
+- :func:`evaluate_retrieval` (any :class:`~gear.encoding.TextEncoder`): the corpus is encoded
+  once through the embedding cache of :mod:`gear.search`, searched exactly by inner product; the
+  top ``evaluate.retrieval.depth`` go to a TREC run file; ``R@k`` / ``M@k`` with
+  ``k = evaluate.retrieval.k``.
+- :func:`evaluate_localization`: units of the gold document ranked by a :class:`UnitScorer`:
+  :class:`BiEncoderUnitScorer` (each unit embedded as a document, ranked by inner product with
+  the query; paper section 4.2) or :class:`GearUnitScorer` (GeAR's cross-attention,
+  ``gear.inference.unit_scores``). ``k = evaluate.localization.k_qa`` for QA sets, ``k_rir`` for
+  RIR. Queries that are not ``fine_grained`` or have no relevant unit are skipped and counted.
+  Ties are ranked pessimistically (see :mod:`gear.metrics`).
+- :func:`evaluate_generation` (GeAR): greedy or beam decoding for the ``fine_grained`` queries;
+  QA exact match / token F1 over the gold answers, RIR ROUGE-1 / ROUGE-L against the target.
+- :func:`layer_analysis` (Figure 4c): localization at every cross-attention layer, all from one
+  forward pass per batch.
+- :func:`epoch_analysis` (Figure 4a/b): localization and generation for every saved epoch.
+
+Choices the paper leaves open (SPEC is silent), made here:
+- Documents are encoded for retrieval as their ``text`` alone (not title + text): ``text`` is
+  what the units index into, what GeAR localizes and generates from, and what the training
+  triples' ``document`` holds.
+- Per-query arrays keep the order of ``queries.jsonl`` (after skipping), so two models' arrays
+  of one data set line up for paired tests; the bootstrap resamples depend on (n, resamples,
+  seed) only.
+
+The Snakemake rules (``workflow/rules/evaluate.smk``) get their inputs, params and wildcard
+patterns from :class:`EvaluationPlan` and call the ``run_*`` job functions at the end of this
+module, which build the encoder from the registry entry; :func:`evaluation_targets` lists every
+output of a run (``reproduce_all``). Adding a model to evaluate is one
+registry entry (``config/baselines.yaml``); adding a data set is a builder in ``data_prep/`` and
+its name in ``gear.layout``: nothing here changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from gear.config import ConfigError, dataclass_from_mapping
+from gear.encoding import TextEncoder
+from gear.io import DataFormatError, write_json
+from gear.layout import Layout, scenario_of
+from gear.metrics import (
+    localization_metrics,
+    qa_generation_metrics,
+    retrieval_metrics,
+    rouge_metrics,
+    summarize,
+)
+from gear.provenance import provenance
+from gear.search import SearchSettings, encode_texts, search, write_run
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Settings: the config's `evaluate` section as typed dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    depth: int  # results kept per query (run file)
+    k: int  # cut-off of R@k / M@k (paper: 5)
+
+
+@dataclass(frozen=True)
+class LocalizationSettings:
+    k_qa: int  # cut-off for QA data sets (paper: 1)
+    k_rir: int  # cut-off for RIR (paper: 3)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    num_beams: int  # 1 = greedy (the paper's default)
+    max_new_tokens: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    resamples: int  # 1,000 (SPEC 7)
+    seed: int
+    confidence: float  # 0.95
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The config's ``evaluate`` section (see ``config/paper.yaml`` for each key's meaning)."""
+
+    batch_size: int
+    retrieval: RetrievalSettings
+    localization: LocalizationSettings
+    generation: GenerationSettings
+    bootstrap: BootstrapSettings
+    models: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    epoch_analysis: dict = field(default_factory=dict)
+    layer_analysis: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.retrieval.depth < self.retrieval.k:
+            raise ConfigError(
+                f"evaluate.retrieval.depth {self.retrieval.depth} is below evaluate.retrieval.k "
+                f"{self.retrieval.k}: R@k needs at least k results per query"
+            )
+
+    @classmethod
+    def from_config(cls, section: dict) -> EvaluateSettings:
+        """Build from the ``evaluate`` mapping; unknown or missing keys fail naming the key."""
+        return dataclass_from_mapping(cls, section, "evaluate")
+
+    def localization_k(self, dataset: str) -> int:
+        return self.localization.k_qa if scenario_of(dataset) == "qar" else self.localization.k_rir
+
+
+# --------------------------------------------------------------------------------------------
+# The test set
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalDataset:
+    """One normalised test set in memory (``data_prep.normalized`` format).
+
+    Attributes:
+        name: data set name (``squad``, ``rir``, ...), which fixes the scenario.
+        documents: the corpus, in file order.
+        queries: the queries, in file order.
+        position: doc_id -> position in ``documents``.
+    """
+
+    name: str
+    documents: list
+    queries: list
+    position: dict[str, int]
+
+    @property
+    def scenario(self) -> str:
+        return scenario_of(self.name)
+
+    def gold(self, query) -> Any:
+        return self.documents[self.position[query.doc_id]]
+
+    @classmethod
+    def load(cls, name: str, corpus_path: str | Path, queries_path: str | Path) -> EvalDataset:
+        """Read ``corpus.jsonl`` and ``queries.jsonl``; a query naming an unknown document, or a
+        relevant unit outside its document, fails with the file and query id."""
+        from data_prep.normalized import load_corpus, load_queries
+
+        scenario_of(name)  # fails early on an unknown data set name
+        documents = load_corpus(corpus_path)
+        queries = load_queries(queries_path)
+        position: dict[str, int] = {}
+        for i, doc in enumerate(documents):
+            if doc.doc_id in position:
+                raise DataFormatError(f"{corpus_path}: document id {doc.doc_id!r} appears twice")
+            position[doc.doc_id] = i
+        for query in queries:
+            if query.doc_id not in position:
+                raise DataFormatError(
+                    f"{queries_path}: query {query.query_id!r} names document {query.doc_id!r}, "
+                    f"which is not in {corpus_path}"
+                )
+            n_units = len(documents[position[query.doc_id]].units)
+            bad = [u for u in query.relevant_units if not 0 <= u < n_units]
+            if bad:
+                raise DataFormatError(
+                    f"{queries_path}: query {query.query_id!r} has relevant units {bad} but its document "
+                    f"{query.doc_id!r} has {n_units} units"
+                )
+        if not queries:
+            raise DataFormatError(f"{queries_path}: no queries")
+        return cls(name, documents, queries, position)
+
+
+def unit_texts(document) -> list[str]:
+    """The text of each unit of a document (``text[start:end]``)."""
+    return [document.text[start:end] for start, end in document.units]
+
+
+def localization_sample(data: EvalDataset) -> tuple[list, dict[str, int]]:
+    """The queries localization is scored on, and the counts of those skipped (by reason).
+
+    A query is skipped when it is not ``fine_grained`` (RIR keeps a sample) or, among the
+    fine-grained ones, when it has no relevant unit (QA: no unit contains an answer).
+    """
+    kept, skipped = [], {"not_fine_grained": 0, "no_relevant_unit": 0}
+    for query in data.queries:
+        if not query.fine_grained:
+            skipped["not_fine_grained"] += 1
+        elif not query.relevant_units:
+            skipped["no_relevant_unit"] += 1
+        else:
+            kept.append(query)
+    return kept, skipped
+
+
+def generation_sample(data: EvalDataset) -> tuple[list, dict[str, int]]:
+    """The ``fine_grained`` queries generation is scored on (a query without relevant unit is
+    kept: SPEC 2), and the count of the others."""
+    kept = [q for q in data.queries if q.fine_grained]
+    return kept, {"not_fine_grained": len(data.queries) - len(kept)}
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def build_result(
+    *,
+    model: str,
+    dataset: str,
+    task: str,
+    query_ids: Sequence[str],
+    per_query: dict[str, np.ndarray],
+    skipped: dict[str, int],
+    bootstrap: BootstrapSettings,
+    provenance_block: dict,
+    extra_per_query: dict[str, list] | None = None,
+) -> dict:
+    """A result JSON object (ARCHITECTURE.md "Evaluation results") from per-query metrics."""
+    if not query_ids:
+        raise ValueError(f"{model} on {dataset} ({task}): no query left to evaluate (skipped: {skipped})")
+    metrics, ci = summarize(per_query, bootstrap.resamples, bootstrap.seed, bootstrap.confidence)
+    rows: dict[str, list] = {"query_id": list(query_ids)}
+    rows.update({name: [float(v) for v in values] for name, values in per_query.items()})
+    rows.update(extra_per_query or {})
+    return {
+        "model": model,
+        "dataset": dataset,
+        "task": task,
+        "scenario": scenario_of(dataset),
+        "metrics": metrics,
+        "ci": ci,
+        "per_query": rows,
+        "n_queries": len(query_ids),
+        "skipped": dict(skipped),
+        "bootstrap": dataclasses.asdict(bootstrap),
+        "provenance": provenance_block,
+    }
+
+
+def _provenance(config: dict | None, settings: EvaluateSettings, started: float, **extra) -> dict:
+    return provenance(config or {}, settings.bootstrap.seed, started, **extra)
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_retrieval(
+    encoder: TextEncoder,
+    data: EvalDataset,
+    settings: EvaluateSettings,
+    *,
+    out_json: str | Path,
+    run_file: str | Path | None = None,
+    cache_root: str | Path | None = None,
+    search_settings: SearchSettings | None = None,
+    provenance_config: dict | None = None,
+    model_name: str | None = None,
+) -> dict:
+    """Retrieve for every query of ``data`` and write ``R@k`` / ``M@k`` with intervals.
+
+    Args:
+        encoder: the model.
+        data: the test set; each query's relevant document is its ``doc_id``.
+        settings: the ``evaluate`` section (depth, k, batch size, bootstrap).
+        out_json: result path (``Layout.eval_json(model, dataset, "retrieval")``).
+        run_file: TREC run path (``Layout.run_file``), written when given.
+        cache_root: embedding cache folder (``Layout.embedding_cache()``); None encodes in memory.
+        search_settings: shard size, RAM budget, GPU choice.
+        provenance_config: the config the result is computed under (hashed into provenance).
+        model_name: name in the result (default ``encoder.name``).
+
+    Returns:
+        the result object written to ``out_json``.
+    """
+    started = time.time()
+    search_settings = search_settings or SearchSettings()
+    name = model_name or encoder.name
+    texts = [doc.text for doc in data.documents]
+    store = encode_texts(
+        encoder, texts, cache_root, batch_size=settings.batch_size, shard_size=search_settings.shard_size
+    )
+    query_vectors = encode_texts(
+        encoder, [q.text for q in data.queries], None, kind="queries", batch_size=settings.batch_size
+    )
+    scores, ids = search(store, query_vectors, settings.retrieval.depth, search_settings)
+    if run_file is not None:
+        write_run(
+            run_file,
+            [q.query_id for q in data.queries],
+            [d.doc_id for d in data.documents],
+            ids,
+            scores,
+            name,
+        )
+    gold = [[data.position[q.doc_id]] for q in data.queries]
+    per_query = retrieval_metrics(ids, scores, gold, settings.retrieval.k)
+    result = build_result(
+        model=name,
+        dataset=data.name,
+        task="retrieval",
+        query_ids=[q.query_id for q in data.queries],
+        per_query=per_query,
+        skipped={},
+        bootstrap=settings.bootstrap,
+        provenance_block=_provenance(
+            provenance_config,
+            settings,
+            started,
+            encoder_fingerprint=encoder.fingerprint(),
+            documents=len(texts),
+            depth=settings.retrieval.depth,
+        ),
+    )
+    write_json(out_json, result)
+    log.info("%s on %s retrieval: %s", name, data.name, _format(result["metrics"]))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Localization
+# --------------------------------------------------------------------------------------------
+
+
+class UnitScorer(Protocol):
+    """Scores each unit of a document for a query (higher: more likely the relevant unit)."""
+
+    name: str
+
+    def score_units(
+        self, queries: Sequence[str], documents: Sequence[str], units: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[np.ndarray]:
+        """One float array per (query, document) pair, one score per unit of the document."""
+
+
+class BiEncoderUnitScorer:
+    """Localization by a bi-encoder (paper section 4.2): each unit (``text[start:end]``) embedded
+    with ``encode_documents``, the query with ``encode_queries``, scored by inner product.
+
+    Identical unit texts are encoded once; with ``cache_root`` the unit vectors go through the
+    embedding cache like a corpus.
+    """
+
+    def __init__(self, encoder: TextEncoder, batch_size: int = 32, cache_root: str | Path | None = None):
+        self.encoder = encoder
+        self.name = encoder.name
+        self.batch_size = batch_size
+        self.cache_root = cache_root
+
+    def score_units(
+        self, queries: Sequence[str], documents: Sequence[str], units: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[np.ndarray]:
+        slot: dict[str, int] = {}
+        rows = []
+        for document, spans in zip(documents, units, strict=True):
+            rows.append(
+                np.array([slot.setdefault(document[s:e], len(slot)) for s, e in spans], dtype=np.int64)
+            )
+        vectors = encode_texts(self.encoder, list(slot), self.cache_root, batch_size=self.batch_size)
+        vectors = vectors.to_array() if not isinstance(vectors, np.ndarray) else vectors
+        query_vectors = encode_texts(
+            self.encoder, list(queries), None, kind="queries", batch_size=self.batch_size
+        )
+        return [vectors[row] @ q for row, q in zip(rows, query_vectors, strict=True)]
+
+
+class GearUnitScorer:
+    """Localization by GeAR's fusion-encoder cross-attention (``gear.inference.unit_scores``).
+
+    Args:
+        model, tokenizer: from ``gear.inference.load_gear``.
+        localization: ``gear.inference.LocalizationConfig`` (layer and reductions, config
+            ``gear.localization``).
+        batch_size: (query, document) pairs per forward pass.
+        name: model name in results.
+    """
+
+    def __init__(self, model, tokenizer, localization, batch_size: int = 16, name: str = "GeAR"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.localization = localization
+        self.batch_size = batch_size
+        self.name = name
+
+    def score_layers(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        units: Sequence[Sequence[tuple[int, int]]],
+        layers: Sequence[int],
+    ) -> dict[int, list[np.ndarray]]:
+        """Unit scores at each of ``layers`` (1-based), from one forward pass per batch."""
+        from gear.inference import unit_scores
+
+        return unit_scores(
+            self.model,
+            self.tokenizer,
+            list(queries),
+            list(documents),
+            [list(u) for u in units],
+            layers=list(layers),
+            localization=self.localization,
+            batch_size=self.batch_size,
+        )
+
+    def score_units(
+        self, queries: Sequence[str], documents: Sequence[str], units: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[np.ndarray]:
+        layer = self.localization.layer
+        return self.score_layers(queries, documents, units, [layer])[layer]
+
+
+def _localization_inputs(data: EvalDataset) -> tuple[list, dict[str, int], list[str], list[str], list[list]]:
+    queries, skipped = localization_sample(data)
+    documents = [data.gold(q) for q in queries]
+    return (
+        queries,
+        skipped,
+        [q.text for q in queries],
+        [d.text for d in documents],
+        [d.units for d in documents],
+    )
+
+
+def evaluate_localization(
+    scorer: UnitScorer,
+    data: EvalDataset,
+    settings: EvaluateSettings,
+    *,
+    out_json: str | Path,
+    provenance_config: dict | None = None,
+    model_name: str | None = None,
+) -> dict:
+    """Rank the units of each query's gold document and write ``R@k`` / ``M@k`` with intervals.
+
+    Args:
+        scorer: :class:`BiEncoderUnitScorer` or :class:`GearUnitScorer`.
+        data: the test set.
+        settings: the ``evaluate`` section (k per scenario, bootstrap).
+        out_json: result path (``Layout.eval_json(model, dataset, "localization")``).
+        provenance_config: the config the result is computed under.
+        model_name: name in the result (default ``scorer.name``).
+    """
+    started = time.time()
+    name = model_name or scorer.name
+    queries, skipped, query_texts, doc_texts, units = _localization_inputs(data)
+    k = settings.localization_k(data.name)
+    scores = scorer.score_units(query_texts, doc_texts, units) if queries else []
+    _check_unit_scores(scores, units, name)
+    per_query = localization_metrics(scores, [q.relevant_units for q in queries], k)
+    result = build_result(
+        model=name,
+        dataset=data.name,
+        task="localization",
+        query_ids=[q.query_id for q in queries],
+        per_query=per_query,
+        skipped=skipped,
+        bootstrap=settings.bootstrap,
+        provenance_block=_provenance(provenance_config, settings, started, scorer=type(scorer).__name__),
+    )
+    write_json(out_json, result)
+    log.info("%s on %s localization: %s (skipped %s)", name, data.name, _format(result["metrics"]), skipped)
+    return result
+
+
+def _check_unit_scores(scores: Sequence[np.ndarray], units: Sequence[Sequence], name: str) -> None:
+    if len(scores) != len(units):
+        raise ValueError(f"{name}: {len(scores)} unit score arrays for {len(units)} queries")
+    for i, (row, spans) in enumerate(zip(scores, units, strict=True)):
+        if len(row) != len(spans):
+            raise ValueError(
+                f"{name}: query {i} got {len(row)} unit scores for a document of {len(spans)} units"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------
+
+Generator = Callable[[Sequence[str], Sequence[str]], list[str]]
+
+
+class GearGenerator:
+    """GeAR's decoder (``gear.inference.generate``) with the config's decoding settings."""
+
+    def __init__(self, model, tokenizer, generation: GenerationSettings):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.generation = generation
+
+    def __call__(self, queries: Sequence[str], documents: Sequence[str]) -> list[str]:
+        from gear.inference import generate
+
+        return generate(
+            self.model,
+            self.tokenizer,
+            list(queries),
+            list(documents),
+            max_new_tokens=self.generation.max_new_tokens,
+            num_beams=self.generation.num_beams,
+            batch_size=self.generation.batch_size,
+        )
+
+
+def generation_metrics(dataset: str, predictions: Sequence[str], queries: Sequence) -> dict[str, np.ndarray]:
+    """QA: ``EM`` / ``F1`` over each query's ``answers``; RIR: ``ROUGE-1`` / ``ROUGE-L`` against ``target``."""
+    if scenario_of(dataset) == "qar":
+        empty = [q.query_id for q in queries if not q.answers]
+        if empty:
+            raise DataFormatError(
+                f"{dataset}: queries without gold answers cannot score generation: {empty[:5]}"
+            )
+        return qa_generation_metrics(predictions, [q.answers for q in queries])
+    return rouge_metrics(predictions, [q.target for q in queries])
+
+
+def evaluate_generation(
+    generator: Generator,
+    data: EvalDataset,
+    settings: EvaluateSettings,
+    *,
+    out_json: str | Path,
+    model_name: str = "GeAR",
+    provenance_config: dict | None = None,
+) -> dict:
+    """Generate for the ``fine_grained`` queries and write EM / F1 (QA) or ROUGE (RIR) with intervals.
+
+    Args:
+        generator: ``(queries, documents) -> texts``, e.g. :class:`GearGenerator`.
+        data: the test set (each query is given its gold document).
+        settings: the ``evaluate`` section.
+        out_json: result path (``Layout.eval_json(model, dataset, "generation")``); the
+            predictions go into ``per_query.prediction``.
+    """
+    started = time.time()
+    queries, skipped = generation_sample(data)
+    predictions = (
+        generator([q.text for q in queries], [data.gold(q).text for q in queries]) if queries else []
+    )
+    if len(predictions) != len(queries):
+        raise ValueError(f"{model_name}: {len(predictions)} generations for {len(queries)} queries")
+    per_query = generation_metrics(data.name, predictions, queries)
+    result = build_result(
+        model=model_name,
+        dataset=data.name,
+        task="generation",
+        query_ids=[q.query_id for q in queries],
+        per_query=per_query,
+        skipped=skipped,
+        bootstrap=settings.bootstrap,
+        provenance_block=_provenance(
+            provenance_config, settings, started, generation=dataclasses.asdict(settings.generation)
+        ),
+        extra_per_query={"prediction": list(predictions)},
+    )
+    write_json(out_json, result)
+    log.info("%s on %s generation: %s", model_name, data.name, _format(result["metrics"]))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Layer analysis (Figure 4c) and epoch analysis (Figure 4a/b)
+# --------------------------------------------------------------------------------------------
+
+
+def layer_analysis(
+    scorer: GearUnitScorer,
+    data: EvalDataset,
+    settings: EvaluateSettings,
+    layers: Sequence[int],
+    *,
+    out_json: str | Path,
+    provenance_config: dict | None = None,
+    model_name: str | None = None,
+) -> dict:
+    """Localization at each cross-attention layer (1-based), from one forward pass per batch.
+
+    Writes ``{"model", "dataset", "layers": [...], "metrics": {"R@k": [...], "M@k": [...]},
+    "ci": {"R@k": [[low, high], ...], ...}, "chosen_layer", "n_queries", "skipped", "provenance"}``
+    (``Layout.layers_json``); ``chosen_layer`` is the configured ``gear.localization.layer``.
+    """
+    started = time.time()
+    name = model_name or scorer.name
+    layers = sorted(set(int(layer) for layer in layers))
+    if not layers or layers[0] < 1:
+        raise ValueError(f"layers must be 1-based and non-empty, got {layers}")
+    queries, skipped, query_texts, doc_texts, units = _localization_inputs(data)
+    if not queries:
+        raise ValueError(f"{name} on {data.name}: no query left for localization (skipped: {skipped})")
+    k = settings.localization_k(data.name)
+    by_layer = scorer.score_layers(query_texts, doc_texts, units, layers)
+    metrics: dict[str, list[float]] = {}
+    ci: dict[str, list[list[float]]] = {}
+    for layer in layers:
+        if layer not in by_layer:
+            raise ValueError(f"{name}: unit_scores returned no scores for layer {layer}")
+        _check_unit_scores(by_layer[layer], units, name)
+        means, intervals = summarize(
+            localization_metrics(by_layer[layer], [q.relevant_units for q in queries], k),
+            settings.bootstrap.resamples,
+            settings.bootstrap.seed,
+            settings.bootstrap.confidence,
+        )
+        for metric, value in means.items():
+            metrics.setdefault(metric, []).append(value)
+            ci.setdefault(metric, []).append(intervals[metric])
+    result = {
+        "model": name,
+        "dataset": data.name,
+        "scenario": data.scenario,
+        "layers": layers,
+        "metrics": metrics,
+        "ci": ci,
+        "chosen_layer": int(scorer.localization.layer),
+        "n_queries": len(queries),
+        "skipped": skipped,
+        "provenance": _provenance(provenance_config, settings, started),
+    }
+    write_json(out_json, result)
+    log.info("%s on %s by layer: %s", name, data.name, metrics)
+    return result
+
+
+def epoch_dirs(epochs_root: str | Path) -> list[tuple[int, Path]]:
+    """``(epoch, folder)`` of every ``epoch_{e}`` folder under ``epochs_root``, by epoch number."""
+    epochs_root = Path(epochs_root)
+    if not epochs_root.is_dir():
+        raise FileNotFoundError(f"{epochs_root}: no such folder of epoch checkpoints (train GeAR first)")
+    found = []
+    for child in epochs_root.iterdir():
+        match = re.fullmatch(r"epoch_(\d+)", child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    if not found:
+        raise FileNotFoundError(f"{epochs_root}: no epoch_{{e}} checkpoint folders")
+    return sorted(found)
+
+
+def epoch_analysis(
+    epochs_root: str | Path,
+    data: EvalDataset,
+    settings: EvaluateSettings,
+    localization,
+    *,
+    out_json: str | Path,
+    model_name: str = "GeAR",
+    device: str | None = None,
+    provenance_config: dict | None = None,
+) -> dict:
+    """Localization and generation of every epoch checkpoint (Figure 4a/b).
+
+    Args:
+        epochs_root: ``Layout.model_root(variant, scenario) / "epochs"``.
+        data: the scenario's test set (config ``evaluate.epoch_analysis``).
+        settings: the ``evaluate`` section.
+        localization: ``gear.inference.LocalizationConfig``.
+        out_json: ``Layout.epochs_json(model, scenario)``.
+
+    Writes ``{"model", "scenario", "dataset", "epochs": [1..E], "localization": {"R@k": [...],
+    "M@k": [...]}, "generation": {"EM": [...], "F1": [...]} (or ROUGE), "ci": {"localization":
+    {...}, "generation": {...}}, "n_queries": {...}, "provenance"}``.
+    """
+    from gear.inference import load_gear
+
+    started = time.time()
+    checkpoints = epoch_dirs(epochs_root)
+    loc_queries, loc_skipped, query_texts, doc_texts, units = _localization_inputs(data)
+    gen_queries, gen_skipped = generation_sample(data)
+    if not loc_queries or not gen_queries:
+        raise ValueError(f"{data.name}: no query left for localization or generation")
+    k = settings.localization_k(data.name)
+    b = settings.bootstrap
+    out: dict[str, dict[str, list]] = {"localization": {}, "generation": {}}
+    ci: dict[str, dict[str, list]] = {"localization": {}, "generation": {}}
+    for epoch, folder in checkpoints:
+        log.info("epoch %d: %s", epoch, folder)
+        model, tokenizer = load_gear(folder, device=device)
+        scorer = GearUnitScorer(model, tokenizer, localization, settings.batch_size, model_name)
+        scores = scorer.score_units(query_texts, doc_texts, units)
+        _check_unit_scores(scores, units, f"{model_name} epoch {epoch}")
+        loc = localization_metrics(scores, [q.relevant_units for q in loc_queries], k)
+        predictions = GearGenerator(model, tokenizer, settings.generation)(
+            [q.text for q in gen_queries], [data.gold(q).text for q in gen_queries]
+        )
+        gen = generation_metrics(data.name, predictions, gen_queries)
+        for task, per_query in (("localization", loc), ("generation", gen)):
+            means, intervals = summarize(per_query, b.resamples, b.seed, b.confidence)
+            for metric, value in means.items():
+                out[task].setdefault(metric, []).append(value)
+                ci[task].setdefault(metric, []).append(intervals[metric])
+        del model, tokenizer, scorer
+    result = {
+        "model": model_name,
+        "scenario": data.scenario,
+        "dataset": data.name,
+        "epochs": [epoch for epoch, _ in checkpoints],
+        "localization": out["localization"],
+        "generation": out["generation"],
+        "ci": ci,
+        "n_queries": {"localization": len(loc_queries), "generation": len(gen_queries)},
+        "skipped": {"localization": loc_skipped, "generation": gen_skipped},
+        "provenance": _provenance(
+            provenance_config, settings, started, checkpoints=[str(p) for _, p in checkpoints]
+        ),
+    }
+    write_json(out_json, result)
+    return result
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Workflow: targets and jobs
+# --------------------------------------------------------------------------------------------
+
+
+def model_input(entry, scenario: str, layout: Layout) -> Path | None:
+    """The trained model folder an evaluation of ``entry`` reads (a rule input), None for
+    pretrained models (resolved when the workflow starts, see ``gear.plan``)."""
+    from baselines.registry import trained_model_dir
+
+    return trained_model_dir(entry, scenario, layout) if entry.trained_by_suite else None
+
+
+def has_layer_analysis(entry) -> bool:
+    """GeAR variants that localize by cross-attention get Figure 4c."""
+    return entry.kind == "gear" and "localization" in entry.tasks
+
+
+def has_epoch_analysis(entry) -> bool:
+    """GeAR variants with localization and generation get Figure 4a/b."""
+    return entry.kind == "gear" and {"localization", "generation"} <= set(entry.tasks)
+
+
+def evaluation_targets(cfg: dict, models: Sequence, layout: Layout) -> list[Path]:
+    """Every evaluation output of a run: results JSON per (model, data set, task the entry lists),
+    run files, layer analyses (``evaluate.layer_analysis``) and epoch analyses
+    (``evaluate.epoch_analysis``) of the GeAR variants.
+
+    Args:
+        cfg: the validated run config.
+        models: the selected registry entries (``MODELS`` of common.smk).
+        layout: the run's :class:`~gear.layout.Layout`.
+    """
+    section = cfg["evaluate"]
+    targets: list[Path] = []
+    for entry in models:
+        for dataset in section["datasets"]:
+            for task in entry.tasks:
+                targets.append(layout.eval_json(entry.name, dataset, task))
+                if task == "retrieval":
+                    targets.append(layout.run_file(entry.name, dataset))
+        if has_layer_analysis(entry):
+            targets += [
+                layout.layers_json(entry.name, d)
+                for d in section["layer_analysis"]
+                if d in section["datasets"]
+            ]
+        if has_epoch_analysis(entry):
+            targets += [
+                layout.epochs_json(entry.name, scenario) for scenario in sorted(section["epoch_analysis"])
+            ]
+    return targets
+
+
+def gear_layer_count(model) -> int:
+    """Number of cross-attention layers of a GeAR model: the fusion encoder is the query encoder,
+    with one cross-attention block in each of its ``num_hidden_layers`` layers."""
+    return int(model.config.num_hidden_layers)
+
+
+def _entry(entry):
+    """A registry entry from the dict a Snakemake rule passes (``dataclasses.asdict``)."""
+    from baselines.registry import ModelEntry
+
+    if isinstance(entry, ModelEntry):
+        return entry
+    entry = dict(entry)
+    entry["tasks"] = tuple(entry["tasks"])
+    return ModelEntry(**entry)
+
+
+def _layout(cfg: dict) -> Layout:
+    return Layout.from_config(cfg)
+
+
+def run_retrieval(
+    entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str, run_file: str
+) -> dict:
+    """The ``evaluate_retrieval`` rule: build the entry's encoder and evaluate it on ``dataset``.
+
+    ``cfg`` holds the config sections the encoder and the evaluation need (see evaluate.smk).
+    """
+    from baselines.registry import build_encoder
+
+    entry = _entry(entry)
+    layout = _layout(cfg)
+    settings = EvaluateSettings.from_config(cfg["evaluate"])
+    encoder = build_encoder(entry, cfg, scenario_of(dataset), layout)
+    data = EvalDataset.load(dataset, corpus, queries)
+    return evaluate_retrieval(
+        encoder,
+        data,
+        settings,
+        out_json=out_json,
+        run_file=run_file,
+        cache_root=layout.embedding_cache(),
+        provenance_config=cfg,
+        model_name=entry.name,
+    )
+
+
+def _gear_localization(cfg: dict):
+    from gear.inference import LocalizationConfig
+
+    return dataclass_from_mapping(LocalizationConfig, cfg["gear"]["localization"], "gear.localization")
+
+
+def run_localization(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
+    """The ``evaluate_localization`` rule: GeAR by cross-attention, other models by unit embeddings."""
+    entry = _entry(entry)
+    layout = _layout(cfg)
+    settings = EvaluateSettings.from_config(cfg["evaluate"])
+    data = EvalDataset.load(dataset, corpus, queries)
+    if entry.kind == "gear":
+        from gear.inference import load_gear
+
+        model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
+        scorer = GearUnitScorer(model, tokenizer, _gear_localization(cfg), settings.batch_size, entry.name)
+    else:
+        from baselines.registry import build_encoder
+
+        encoder = build_encoder(entry, cfg, data.scenario, layout)
+        scorer = BiEncoderUnitScorer(encoder, settings.batch_size, layout.embedding_cache())
+    return evaluate_localization(
+        scorer, data, settings, out_json=out_json, provenance_config=cfg, model_name=entry.name
+    )
+
+
+def run_generation(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
+    """The ``evaluate_generation`` rule (GeAR variants only)."""
+    from gear.inference import load_gear
+
+    entry = _entry(entry)
+    if entry.kind != "gear":
+        raise ValueError(f"{entry.name}: generation needs GeAR's decoder; kind {entry.kind!r} has none")
+    layout = _layout(cfg)
+    settings = EvaluateSettings.from_config(cfg["evaluate"])
+    data = EvalDataset.load(dataset, corpus, queries)
+    model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
+    generator = GearGenerator(model, tokenizer, settings.generation)
+    return evaluate_generation(
+        generator, data, settings, out_json=out_json, model_name=entry.name, provenance_config=cfg
+    )
+
+
+def run_layer_analysis(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
+    """The ``layer_analysis`` rule: localization at every cross-attention layer of the final model."""
+    from gear.inference import load_gear
+
+    entry = _entry(entry)
+    layout = _layout(cfg)
+    settings = EvaluateSettings.from_config(cfg["evaluate"])
+    data = EvalDataset.load(dataset, corpus, queries)
+    model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
+    scorer = GearUnitScorer(model, tokenizer, _gear_localization(cfg), settings.batch_size, entry.name)
+    layers = range(1, gear_layer_count(model) + 1)
+    return layer_analysis(
+        scorer, data, settings, layers, out_json=out_json, provenance_config=cfg, model_name=entry.name
+    )
+
+
+def run_epoch_analysis(
+    entry, cfg: dict, scenario: str, epochs_root: str, corpus: str, queries: str, out_json: str
+) -> dict:
+    """The ``epoch_analysis`` rule: every epoch checkpoint of a GeAR variant on the scenario's data set."""
+    entry = _entry(entry)
+    settings = EvaluateSettings.from_config(cfg["evaluate"])
+    dataset = cfg["evaluate"]["epoch_analysis"][scenario]
+    data = EvalDataset.load(dataset, corpus, queries)
+    return epoch_analysis(
+        epochs_root,
+        data,
+        settings,
+        _gear_localization(cfg),
+        out_json=out_json,
+        model_name=entry.name,
+        provenance_config=cfg,
+    )
+
+
+def job_config(cfg: dict, entry=None) -> dict:
+    """The config sections an evaluation job of ``entry`` needs (a rule's ``params``), so that
+    editing an unrelated section (training, reports, another model's settings) reruns nothing.
+
+    Kept: what :func:`baselines.registry.build_encoder` reads (``model_paths``,
+    ``allow_downloads``), the output roots, the ``evaluate`` section without the lists that only
+    select jobs, and ``gear.localization`` for GeAR entries.
+    """
+    keys = ("allow_downloads", "model_paths", "results_dir", "reports_dir")
+    subset = {key: cfg[key] for key in keys}
+    subset["evaluate"] = {
+        k: v for k, v in cfg["evaluate"].items() if k not in ("models", "datasets", "layer_analysis")
+    }
+    if entry is None or _entry(entry).kind == "gear":
+        subset["gear"] = {"localization": cfg["gear"]["localization"]}
+    return subset
+
+
+class EvaluationPlan:
+    """What the evaluation rules of ``workflow/rules/evaluate.smk`` ask: wildcard patterns, inputs
+    and params per job, so that the rule file holds rules only and this logic is tested.
+
+    Args:
+        cfg: the validated run config.
+        models: the selected registry entries (``MODELS`` of common.smk).
+        layout: the run's layout (``L``).
+
+    Example (in a rule)::
+
+        input: unpack(EVAL.inputs)
+        params: entry=EVAL.entry, cfg=EVAL.job_config
+        wildcard_constraints: model=EVAL.model_pattern("retrieval"), dataset=EVAL.dataset_pattern()
+    """
+
+    def __init__(self, cfg: dict, models: Sequence, layout: Layout):
+        self.cfg = cfg
+        self.models = {entry.name: entry for entry in models}
+        self.layout = layout
+
+    @staticmethod
+    def choice(names) -> str:
+        """A regular expression matching exactly ``names`` (none: a pattern that never matches)."""
+        names = list(names)
+        return "|".join(re.escape(name) for name in names) if names else "(?!)"
+
+    def model_pattern(self, task: str) -> str:
+        """Models whose registry entry lists ``task``; ``layers`` / ``epochs`` for the analyses."""
+        if task == "layers":
+            return self.choice(n for n, e in self.models.items() if has_layer_analysis(e))
+        if task == "epochs":
+            return self.choice(n for n, e in self.models.items() if has_epoch_analysis(e))
+        return self.choice(n for n, e in self.models.items() if task in e.tasks)
+
+    def dataset_pattern(self, analysis: str | None = None) -> str:
+        """``evaluate.datasets`` (or, for ``analysis="layers"``, those of them in ``layer_analysis``)."""
+        datasets = self.cfg["evaluate"]["datasets"]
+        if analysis == "layers":
+            return self.choice(d for d in self.cfg["evaluate"]["layer_analysis"] if d in datasets)
+        return self.choice(datasets)
+
+    def inputs(self, wildcards) -> dict[str, str]:
+        """The test set and, for a model the suite trains, its folder for the data set's scenario."""
+        layout = self.layout
+        inputs = {
+            "corpus": str(layout.corpus(wildcards.dataset)),
+            "queries": str(layout.queries(wildcards.dataset)),
+        }
+        folder = model_input(self.models[wildcards.model], scenario_of(wildcards.dataset), layout)
+        if folder is not None:
+            inputs["model"] = str(folder)
+        return inputs
+
+    def epoch_inputs(self, wildcards) -> dict[str, str]:
+        """The epoch checkpoints of a GeAR variant and the scenario's test set (``evaluate.epoch_analysis``)."""
+        entry = self.models[wildcards.model]
+        dataset = self.cfg["evaluate"]["epoch_analysis"][wildcards.scenario]
+        return {
+            "epochs": str(self.layout.model_root(entry.variant, wildcards.scenario) / "epochs"),
+            "corpus": str(self.layout.corpus(dataset)),
+            "queries": str(self.layout.queries(dataset)),
+        }
+
+    def entry(self, wildcards) -> dict:
+        """The registry entry as a plain dict (a rule param)."""
+        return dataclasses.asdict(self.models[wildcards.model])
+
+    def job_config(self, wildcards) -> dict:
+        """The config sections the job reads (a rule param): :func:`job_config`."""
+        return job_config(self.cfg, self.models[wildcards.model])
+
+    def targets(self) -> list[str]:
+        """Every evaluation output (:func:`evaluation_targets`) as strings."""
+        return [str(path) for path in evaluation_targets(self.cfg, list(self.models.values()), self.layout)]

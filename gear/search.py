@@ -1,0 +1,425 @@
+"""Encoding a corpus once, keeping it on disk, and searching it with FAISS (SPEC 6: inner product).
+
+Embedding cache
+    ``encode_texts(encoder, texts, cache_root)`` stores the vectors of ``texts`` under
+    ``cache_root/<encoder name>-<hash of fingerprint>-<hash of texts>-s<shard size>/``:
+
+    - ``shard_00000.npy``, ``shard_00001.npy``, ...: float16 ``(rows, dim)``, ``shard_size``
+      texts each (the last one fewer), each written atomically, so a shard file that exists is
+      whole. After a crash the shards already written are reused and only the rest is encoded.
+    - ``manifest.json``, written last: fingerprint, texts hash, counts, shard list. A folder
+      without a manifest is never read as a finished cache.
+
+    The key is the encoder's :meth:`~gear.encoding.TextEncoder.fingerprint` (anything that changes
+    the vectors) and a SHA-256 of the texts in order, so a changed corpus or model is re-encoded
+    and an unchanged one never is. Shards are opened memory-mapped: a corpus of millions of
+    documents is searched without holding its vectors in RAM. float16 halves the disk and page
+    cache; the inner products lose about 3 decimal digits, far below any ranking difference the
+    metrics can see (the suite's choice; SPEC is silent).
+
+Search
+    Exact maximum inner product with ``faiss.IndexFlatIP`` (on the GPU when
+    ``faiss.get_num_gpus() > 0``). A corpus whose float32 vectors fit the RAM budget is searched
+    in one index; a larger one shard by shard, each shard's top ``depth`` merged into the running
+    top ``depth``. Results are put in a canonical order (score descending, then corpus position
+    ascending), so the two paths return the same ranking.
+
+Example:
+    >>> store = encode_texts(encoder, [d.text for d in corpus], "results/mini/cache/embeddings")  # doctest: +SKIP
+    >>> scores, ids = search(store, encoder.encode_queries(questions), depth=100)                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gear.encoding import TextEncoder
+from gear.io import DataFormatError, atomic_open, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the corpus is cached and searched. Not in the config schema: defaults chosen here.
+
+    Attributes:
+        shard_size: documents per cache shard (100k: a shard of 768-d float16 vectors is 150 MB).
+        ram_budget_bytes: a corpus whose float32 vectors exceed this is searched shard by shard.
+        query_batch_size: queries per FAISS search call.
+        use_gpu: True / False to force, None to use a GPU when FAISS reports one.
+    """
+
+    shard_size: int = 100_000
+    ram_budget_bytes: int = 8 * 1024**3
+    query_batch_size: int = 4096
+    use_gpu: bool | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------------------------
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    """SHA-256 of the texts in order (length-prefixed, so ``["ab", "c"]`` differs from ``["a", "bc"]``)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        blob = text.encode("utf-8")
+        digest.update(len(blob).to_bytes(8, "little"))
+        digest.update(blob)
+    return digest.hexdigest()
+
+
+def cache_dir_for(
+    cache_root: str | Path, encoder: TextEncoder, corpus_hash: str, shard_size: int, kind: str
+) -> Path:
+    """The cache folder of ``encoder``'s vectors of one text collection."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(encoder, "name", type(encoder).__name__))[:40]
+    fingerprint = hashlib.sha256(encoder.fingerprint().encode("utf-8")).hexdigest()[:16]
+    return Path(cache_root) / f"{name}-{kind}-{fingerprint}-{corpus_hash[:16]}-s{shard_size}"
+
+
+class EmbeddingStore:
+    """A finished cache folder: float16 shards opened memory-mapped.
+
+    Attributes:
+        folder: the cache folder.
+        manifest: its manifest (fingerprint, texts hash, ``count``, ``dim``, ``shards``).
+        shards: ``(rows, dim)`` float16 memory maps, in corpus order.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{self.folder}: no {MANIFEST}; the cache is unfinished")
+        self.manifest = read_json(manifest_path)
+        self.shards: list[np.ndarray] = []
+        for entry in self.manifest["shards"]:
+            array = _open_shard(self.folder / entry["file"])
+            if array is None or array.shape != (entry["rows"], self.manifest["dim"]):
+                raise DataFormatError(
+                    f"{self.folder / entry['file']}: missing or not ({entry['rows']}, {self.manifest['dim']}) "
+                    f"float16 as {manifest_path} says; delete {self.folder} to re-encode"
+                )
+            self.shards.append(array)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def iter_shards(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(offset, shard)``: the corpus position of the shard's first row, and the shard."""
+        offset = 0
+        for shard in self.shards:
+            yield offset, shard
+            offset += len(shard)
+
+    def to_array(self) -> np.ndarray:
+        """All vectors as one float32 ``(count, dim)`` array (for corpora that fit in RAM)."""
+        if not self.shards:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate([np.asarray(s, dtype=np.float32) for s in self.shards])
+
+
+def _open_shard(path: Path) -> np.ndarray | None:
+    """A shard memory-mapped, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError):
+        return None
+    return array if array.dtype == np.float16 and array.ndim == 2 else None
+
+
+def _check_vectors(vectors: np.ndarray, rows: int, encoder: TextEncoder, what: str) -> np.ndarray:
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != rows:
+        raise ValueError(
+            f"{getattr(encoder, 'name', encoder)}: {what} returned shape {vectors.shape} for {rows} texts"
+        )
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"{getattr(encoder, 'name', encoder)}: {what} returned non-finite values")
+    return vectors
+
+
+def encode_texts(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    cache_root: str | Path | None,
+    *,
+    kind: str = "documents",
+    batch_size: int = 32,
+    shard_size: int = 100_000,
+) -> EmbeddingStore | np.ndarray:
+    """Embed ``texts`` with ``encoder``, through the on-disk cache when ``cache_root`` is given.
+
+    Args:
+        encoder: any :class:`~gear.encoding.TextEncoder`.
+        texts: the texts in corpus order (any sequence that supports ``len`` and slicing).
+        cache_root: folder of the embedding cache (``Layout.embedding_cache()``); None encodes in
+            memory and returns a float32 array.
+        kind: ``"documents"`` (``encode_documents``) or ``"queries"`` (``encode_queries``).
+        batch_size: handed to the encoder.
+        shard_size: texts per shard.
+
+    Returns:
+        an :class:`EmbeddingStore` (cached) or a float32 ``(len(texts), dim)`` array (no cache).
+    """
+    if kind not in ("documents", "queries"):
+        raise ValueError(f"kind must be 'documents' or 'queries', got {kind!r}")
+    encode = encoder.encode_documents if kind == "documents" else encoder.encode_queries
+    what = f"encode_{kind}"
+    if cache_root is None:
+        if not len(texts):
+            raise ValueError("nothing to encode: the text collection is empty")
+        return _check_vectors(encode(list(texts), batch_size=batch_size), len(texts), encoder, what).astype(
+            np.float32
+        )
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    if not len(texts):
+        raise ValueError("nothing to encode: the text collection is empty")
+    from tqdm.auto import tqdm
+
+    corpus_hash = texts_hash(texts)
+    folder = cache_dir_for(cache_root, encoder, corpus_hash, shard_size, kind)
+    fingerprint = encoder.fingerprint()
+    if (folder / MANIFEST).is_file():
+        manifest = read_json(folder / MANIFEST)
+        if (
+            manifest.get("format") == CACHE_FORMAT
+            and manifest.get("fingerprint") == fingerprint
+            and manifest.get("texts_sha256") == corpus_hash
+            and manifest.get("count") == len(texts)
+        ):
+            log.info("embedding cache hit: %s (%d texts)", folder, len(texts))
+            return EmbeddingStore(folder)
+        # Same folder name, other contents (a hash prefix collision or an older cache format):
+        # none of its shards can be trusted.
+        log.warning("embedding cache %s has a manifest for other texts or another model; re-encoding", folder)
+        (folder / MANIFEST).unlink()
+        for stale in folder.glob("shard_*.npy"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = [(start, min(start + shard_size, len(texts))) for start in range(0, len(texts), shard_size)]
+    dim = None
+    shards = []
+    reused = 0
+    for number, (start, end) in enumerate(tqdm(bounds, desc=f"encode {kind} ({len(texts)})", unit="shard")):
+        path = folder / f"shard_{number:05d}.npy"
+        array = _open_shard(path)
+        if array is not None and array.shape[0] == end - start and dim in (None, array.shape[1]):
+            reused += 1
+        else:
+            vectors = _check_vectors(
+                encode(list(texts[start:end]), batch_size=batch_size), end - start, encoder, what
+            )
+            array = vectors.astype(np.float16)
+            with atomic_open(path, "wb") as handle:
+                np.save(handle, array)
+        if dim is None:
+            dim = int(array.shape[1])
+        elif array.shape[1] != dim:
+            raise ValueError(f"{path}: {array.shape[1]}-d vectors after {dim}-d ones from the same encoder")
+        shards.append({"file": path.name, "rows": end - start})
+    if reused:
+        log.info("reused %d of %d shards already written in %s", reused, len(bounds), folder)
+    write_json(
+        folder / MANIFEST,
+        {
+            "format": CACHE_FORMAT,
+            "encoder": getattr(encoder, "name", type(encoder).__name__),
+            "fingerprint": fingerprint,
+            "kind": kind,
+            "texts_sha256": corpus_hash,
+            "count": len(texts),
+            "dim": dim,
+            "dtype": "float16",
+            "shard_size": shard_size,
+            "shards": shards,
+        },
+    )
+    return EmbeddingStore(folder)
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------------
+
+
+def _gpu_wanted(use_gpu: bool | None) -> bool:
+    import faiss
+
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if use_gpu and gpus == 0:
+        raise RuntimeError(
+            "use_gpu=True but FAISS sees no GPU: install faiss-gpu on a CUDA machine or set use_gpu=None"
+        )
+    return gpus > 0 if use_gpu is None else bool(use_gpu)
+
+
+def _flat_index(vectors: Sequence[np.ndarray], dim: int, gpu: bool):
+    """An exact inner-product index over the given float blocks (on GPU 0 when ``gpu``)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(dim)
+    if gpu:
+        resources = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(resources, 0, index)
+        index.referenced_resources = resources  # keep the resources alive as long as the index
+    for block in vectors:
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
+    return index
+
+
+def _search_index(index, queries: np.ndarray, depth: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search in query batches; slots beyond the index size are ``-1`` / ``-inf``."""
+    n = len(queries)
+    scores = np.full((n, depth), -np.inf, dtype=np.float32)
+    ids = np.full((n, depth), -1, dtype=np.int64)
+    k = min(depth, index.ntotal)
+    if k == 0 or n == 0:
+        return scores, ids
+    for start in range(0, n, batch):
+        block = np.ascontiguousarray(queries[start : start + batch], dtype=np.float32)
+        found_scores, found_ids = index.search(block, k)
+        scores[start : start + len(block), :k] = found_scores
+        ids[start : start + len(block), :k] = found_ids
+    scores[ids < 0] = -np.inf
+    return scores, ids
+
+
+def canonical_topk(scores: np.ndarray, ids: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``depth`` of each row, ordered by score descending then corpus position ascending.
+
+    Empty slots (id ``-1``) go last. Used both to merge shard results and to order one-shot
+    results, so that both search paths agree even on ties.
+    """
+    empty = ids < 0
+    order = np.lexsort(
+        (np.where(empty, np.iinfo(np.int64).max, ids), np.where(empty, np.inf, -scores)), axis=-1
+    )
+    order = order[:, :depth]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def search(
+    store: EmbeddingStore | np.ndarray,
+    queries: np.ndarray,
+    depth: int,
+    settings: SearchSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``depth`` inner-product search of ``queries`` in a corpus.
+
+    Args:
+        store: the corpus vectors: an :class:`EmbeddingStore` or a ``(count, dim)`` array.
+        queries: ``(n, dim)`` float32 query vectors.
+        depth: results per query.
+        settings: RAM budget, batch size, GPU choice.
+
+    Returns:
+        ``(scores, ids)``, each ``(n, depth)``: float32 inner products and int64 corpus positions,
+        best first; ``-1`` / ``-inf`` fill the slots a corpus smaller than ``depth`` leaves empty.
+    """
+    settings = settings or SearchSettings()
+    if depth < 1:
+        raise ValueError(f"depth must be positive, got {depth}")
+    shards = list(store.iter_shards()) if isinstance(store, EmbeddingStore) else [(0, np.asarray(store))]
+    dim = store.dim if isinstance(store, EmbeddingStore) else np.asarray(store).shape[1]
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ValueError(f"queries of shape {queries.shape} do not match {dim}-d corpus vectors")
+    gpu = _gpu_wanted(settings.use_gpu)
+    count = sum(len(shard) for _, shard in shards)
+    if count * dim * 4 <= settings.ram_budget_bytes:
+        index = _flat_index([shard for _, shard in shards], dim, gpu)
+        scores, ids = _search_index(index, queries, depth, settings.query_batch_size)
+        return canonical_topk(scores, ids, depth)
+    log.info(
+        "corpus of %d x %d exceeds the RAM budget: searching %d shards one by one", count, dim, len(shards)
+    )
+    from tqdm.auto import tqdm
+
+    best_scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), depth), -1, dtype=np.int64)
+    for offset, shard in tqdm(shards, desc="search shards", unit="shard"):
+        index = _flat_index([shard], dim, gpu)
+        scores, ids = _search_index(index, queries, depth, settings.query_batch_size)
+        ids = np.where(ids >= 0, ids + offset, -1)
+        best_scores, best_ids = canonical_topk(
+            np.concatenate([best_scores, scores], axis=1), np.concatenate([best_ids, ids], axis=1), depth
+        )
+        del index
+    return best_scores, best_ids
+
+
+# --------------------------------------------------------------------------------------------
+# TREC run files
+# --------------------------------------------------------------------------------------------
+
+
+def write_run(
+    path: str | Path,
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    ids: np.ndarray,
+    scores: np.ndarray,
+    run_name: str,
+) -> None:
+    """Write a TREC run file ``query_id Q0 doc_id rank score run_name`` atomically.
+
+    Args:
+        path: destination (``Layout.run_file(model, dataset)``).
+        query_ids: ``n`` query ids, in the rows' order.
+        doc_ids: corpus document ids, indexed by corpus position.
+        ids: ``(n, depth)`` corpus positions from :func:`search` (``-1`` slots are left out).
+        scores: ``(n, depth)`` their scores.
+        run_name: the last column (the model's name, no white space).
+    """
+    if re.search(r"\s", run_name):
+        raise ValueError(f"run name {run_name!r} must not contain white space")
+    with atomic_open(path) as handle:
+        for qid, row_ids, row_scores in zip(query_ids, ids, scores, strict=True):
+            rank = 0
+            for position, score in zip(row_ids, row_scores, strict=True):
+                if position < 0:
+                    continue
+                rank += 1
+                handle.write(f"{qid} Q0 {doc_ids[position]} {rank} {float(score):.6f} {run_name}\n")
+
+
+def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+    """Read a TREC run file: ``{query_id: [(doc_id, score), ...]}`` in rank order."""
+    path = Path(path)
+    run: dict[str, list[tuple[int, str, float]]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise DataFormatError(
+                    f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score run', got {len(parts)}"
+                )
+            try:
+                rank, score = int(parts[3]), float(parts[4])
+            except ValueError as err:
+                raise DataFormatError(f"{path}:{number}: rank or score is not a number") from err
+            run.setdefault(parts[0], []).append((rank, parts[2], score))
+    return {qid: [(doc, score) for _, doc, score in sorted(rows)] for qid, rows in run.items()}

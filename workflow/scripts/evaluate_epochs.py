@@ -1,0 +1,18 @@
+"""Snakemake glue for rule epoch_analysis: see gear.evaluate.run_epoch_analysis."""
+
+import torch
+
+from gear.evaluate import run_epoch_analysis
+from gear.logs import setup_logging
+
+setup_logging(snakemake.log[0])  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+run_epoch_analysis(
+    snakemake.params.entry,  # noqa: F821
+    snakemake.params.cfg,  # noqa: F821
+    snakemake.wildcards.scenario,  # noqa: F821
+    snakemake.input.epochs,  # noqa: F821
+    snakemake.input.corpus,  # noqa: F821
+    snakemake.input.queries,  # noqa: F821
+    snakemake.output.json,  # noqa: F821
+)
