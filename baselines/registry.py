@@ -15,6 +15,12 @@ model is one entry in the registry plus its name in ``evaluate.models``::
       group: pretrained
       tasks: [retrieval, localization]
       citation: "..."
+
+:func:`build_encoder` turns an entry into a :class:`gear.encoding.TextEncoder`: pretrained kinds
+load ``entry.model`` through :func:`gear.hub.resolve_model` (hub ids are fetched at the pinned
+revision only where the run allows downloads), ``sbert_rt`` / ``bge_rt`` load the folder the
+workflow trained (``layout.final_model(entry.name, scenario)``), ``gear`` loads
+``layout.final_model(entry.variant, scenario)`` through ``gear.inference.GearEncoder``.
 """
 
 from __future__ import annotations
@@ -23,10 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
+from gear.hub import ModelUnavailableError, downloads_possible, resolve_model
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
 TRAINED_KINDS = ("sbert_rt", "bge_rt", "gear")
+#: the rule that trains each trained kind (named in the error when its model is missing)
+TRAINING_RULES = {"sbert_rt": "train_sbert_rt", "bge_rt": "train_bge_rt", "gear": "train_gear"}
+#: hub files never needed to run a PyTorch encoder (other frameworks' weights, exports)
+DOWNLOAD_IGNORE = (
+    "*.onnx",
+    "onnx/*",
+    "openvino/*",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "coreml/*",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+)
 
 
 @dataclass(frozen=True)
@@ -65,9 +87,129 @@ def load_registry(path: str | Path) -> dict[str, ModelEntry]:
     return entries
 
 
-def select_models(registry: dict[str, ModelEntry], names: list[str], source: str = "evaluate.models") -> list[ModelEntry]:
+def select_models(
+    registry: dict[str, ModelEntry], names: list[str], source: str = "evaluate.models"
+) -> list[ModelEntry]:
     """The entries a run evaluates, in the order given; unknown names fail with the known ones."""
     unknown = [name for name in names if name not in registry]
     if unknown:
         raise ConfigError(f"{source}: unknown model(s) {unknown}; the registry has {sorted(registry)}")
     return [registry[name] for name in names]
+
+
+def local_model_folder(model: str, revision: str | None = None) -> str:
+    """A local folder holding ``model`` (a path, or a hub id fetched at ``revision``).
+
+    :func:`gear.hub.resolve_model` returns a hub id only where the run allows downloads; this
+    fetches it once into the Hugging Face cache at the pinned revision, so that every loader
+    (including FlagEmbedding's, which takes no revision) reads exactly that revision.
+
+    Raises:
+        ModelUnavailableError: ``model`` is no folder and the hub is off (``HF_HUB_OFFLINE``).
+    """
+    if Path(model).is_dir():
+        return model
+    if not downloads_possible(True):
+        raise ModelUnavailableError(f"model {model!r} is no local folder and HF_HUB_OFFLINE is set")
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model, revision=revision, ignore_patterns=list(DOWNLOAD_IGNORE))
+
+
+def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -> str:
+    """Where ``baselines.start_checkpoint`` is (a folder, or the hub id where downloads are allowed).
+
+    Args:
+        cfg: the validated run configuration.
+        resolved: models the run resolved while planning (``gear.plan.check_models``), if any.
+    """
+    name = cfg["baselines"]["start_checkpoint"]
+    if resolved and name in resolved:
+        return resolved[name]
+    return resolve_model(name, cfg["model_paths"], cfg["allow_downloads"], cfg["model_revisions"].get(name))
+
+
+def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
+    """Where the workflow writes the weights of a trained entry (``sbert_rt``, ``bge_rt``, ``gear``)."""
+    if entry.kind == "gear":
+        return layout.final_model(entry.variant, scenario)
+    if entry.kind in ("sbert_rt", "bge_rt"):
+        return layout.final_model(entry.name, scenario)
+    raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} is not trained by the suite")
+
+
+def _check_trained_pooling(entry: ModelEntry, folder: Path) -> None:
+    """A retrained model records how it pooled in training; the entry must pool the same way."""
+    from gear.io import read_json
+
+    record = folder / "train_config.json"
+    if not record.is_file():
+        return
+    trained = read_json(record).get("pooling")
+    if trained is not None and trained != entry.pooling:
+        raise ConfigError(
+            f"registry entry {entry.name}: pooling {entry.pooling!r}, but the model in {folder} was "
+            f"trained with {trained!r} pooling ({record}); make the entry's pooling {trained!r}"
+        )
+
+
+def encoder_spec(entry: ModelEntry, cfg: dict, scenario: str, layout):
+    """The :class:`baselines.adapters.EncoderSpec` of a non-GeAR entry: its local folder and settings.
+
+    Raises:
+        ModelUnavailableError: a pretrained model cannot be had on this machine.
+        FileNotFoundError: a retrained model has not been trained yet (names the rule).
+    """
+    from baselines.adapters import EncoderSpec
+
+    if entry.kind in PRETRAINED_KINDS:
+        resolved = resolve_model(entry.model, cfg["model_paths"], cfg["allow_downloads"], entry.revision)
+        folder, revision = local_model_folder(resolved, entry.revision), entry.revision
+    elif entry.kind in ("sbert_rt", "bge_rt"):
+        folder, revision = str(_require_trained(entry, scenario, layout)), None
+        _check_trained_pooling(entry, Path(folder))
+    else:
+        raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} has no adapter spec")
+    return EncoderSpec(
+        name=entry.name,
+        path=folder,
+        revision=revision,
+        pooling=entry.pooling,
+        query_prefix=entry.query_prefix,
+        document_prefix=entry.document_prefix,
+        max_length=entry.max_length,
+    )
+
+
+def _require_trained(entry: ModelEntry, scenario: str, layout) -> Path:
+    folder = trained_model_dir(entry, scenario, layout)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"registry entry {entry.name}: no trained model at {folder} (scenario {scenario}); train it "
+            f"first with the workflow rule {TRAINING_RULES[entry.kind]} (snakemake {folder})"
+        )
+    return folder
+
+
+def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: str | None = None):
+    """The :class:`gear.encoding.TextEncoder` of a registry entry.
+
+    Args:
+        entry: the registry entry.
+        cfg: the validated run configuration (``model_paths`` and ``allow_downloads`` are read).
+        scenario: "qar" or "rir": which trained weights a trained kind loads.
+        layout: the run's :class:`gear.layout.Layout`.
+        device: "cuda", "cuda:1", "cpu"; None picks CUDA when available.
+
+    Returns:
+        an adapter from :mod:`baselines.adapters`, or ``gear.inference.GearEncoder`` for ``gear``.
+    """
+    if entry.kind == "gear":
+        folder = _require_trained(entry, scenario, layout)
+        # Imported here: GeAR's model code is heavy and not needed by the baselines.
+        from gear.inference import GearEncoder
+
+        return GearEncoder(folder, name=entry.name, device=device)
+    from baselines.adapters import ADAPTERS
+
+    return ADAPTERS[entry.kind](encoder_spec(entry, cfg, scenario, layout), device=device)

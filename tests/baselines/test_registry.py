@@ -1,0 +1,173 @@
+"""The registry: validation errors, early failure for hub-only models, build_encoder for every kind."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from baselines.adapters import FlagEmbeddingEncoder, HFEncoder, SentenceTransformerEncoder
+from baselines.registry import ModelEntry, build_encoder, load_registry, select_models
+from gear.config import REPO_ROOT, ConfigError
+from gear.hub import ModelUnavailableError
+from gear.layout import Layout
+from gear.plan import check_models
+
+REGISTRY = REPO_ROOT / "config" / "baselines.yaml"
+BASE_ENTRY = {
+    "kind": "hf_encoder",
+    "model": "some/model",
+    "pooling": "mean",
+    "query_prefix": "",
+    "document_prefix": "",
+    "max_length": 128,
+    "group": "pretrained",
+    "tasks": ["retrieval"],
+    "citation": "test",
+}
+
+
+def write_registry(path: Path, **entries: dict) -> Path:
+    path.write_text(yaml.safe_dump({"models": entries}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def empty_hub_cache(tmp_path, monkeypatch):
+    """No model in the Hugging Face cache, whatever this machine has downloaded before."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+def test_the_shipped_registry_loads():
+    registry = load_registry(REGISTRY)
+    assert {"SBERT", "E5", "BGE", "GTE", "SBERT_RT", "BGE_RT", "GeAR", "GeAR_CL", "MiniLM"} <= set(registry)
+    assert registry["E5"].query_prefix == "query: " and registry["E5"].document_prefix == "passage: "
+    assert registry["BGE"].kind == "flag_embedding" and registry["BGE"].pooling == "cls"
+    assert registry["BGE"].document_prefix == ""
+    assert registry["GTE"].query_prefix == registry["SBERT"].query_prefix == ""
+    for entry in registry.values():
+        if entry.kind in ("sentence_transformers", "hf_encoder", "flag_embedding"):
+            assert entry.revision and len(entry.revision) == 40, f"{entry.name}: revision not pinned"
+
+
+def test_unknown_kind_names_the_entry(tmp_path):
+    path = write_registry(tmp_path / "registry.yaml", Mine={**BASE_ENTRY, "kind": "onnx_thing"})
+    with pytest.raises(ConfigError, match=r"models\.Mine\.kind: 'onnx_thing' is not one of"):
+        load_registry(path)
+
+
+def test_pretrained_kind_without_model_names_the_entry(tmp_path):
+    entry = {key: value for key, value in BASE_ENTRY.items() if key != "model"}
+    path = write_registry(tmp_path / "registry.yaml", Mine=entry)
+    with pytest.raises(ConfigError, match=r"models\.Mine.*'model' is a required property"):
+        load_registry(path)
+
+
+def test_unknown_model_name_in_a_run(tmp_path):
+    registry = load_registry(REGISTRY)
+    with pytest.raises(ConfigError, match=r"unknown model\(s\) \['Nope'\]"):
+        select_models(registry, ["MiniLM", "Nope"])
+
+
+def test_hub_only_model_without_downloads_fails_before_any_work(run_config, empty_hub_cache):
+    """A run naming BGE offline fails in the planning step, naming the model and the fixes."""
+    run_config["evaluate"]["models"] = ["BGE"]
+    entries = select_models(load_registry(REGISTRY), run_config["evaluate"]["models"])
+    with pytest.raises(ModelUnavailableError) as error:
+        check_models(run_config, entries)
+    message = str(error.value)
+    assert "registry entry BGE" in message and "'BAAI/bge-base-en-v1.5'" in message
+    assert "allow_downloads: false" in message and "model_paths" in message
+    assert "huggingface-cli download BAAI/bge-base-en-v1.5 --revision a5beb1e3" in message
+
+
+def test_model_paths_is_the_fix(run_config, empty_hub_cache, minilm_path):
+    run_config["model_paths"] = {"BAAI/bge-base-en-v1.5": str(minilm_path)}
+    entries = select_models(load_registry(REGISTRY), ["BGE"])
+    assert check_models(run_config, entries)["BAAI/bge-base-en-v1.5"] == str(minilm_path)
+    encoder = build_encoder(entries[0], run_config, "qar", Layout.from_config(run_config), device="cpu")
+    assert isinstance(encoder, FlagEmbeddingEncoder)
+    assert encoder.spec.query_prefix.startswith("Represent this sentence")
+
+
+def local_entry(name: str, kind: str, path, pooling: str = "mean") -> ModelEntry:
+    return ModelEntry(
+        name=name,
+        kind=kind,
+        pooling=pooling,
+        group="pretrained",
+        tasks=("retrieval",),
+        citation="test",
+        model=str(path),
+        query_prefix="q: ",
+        document_prefix="",
+        max_length=64,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "pooling", "adapter"),
+    [
+        ("sentence_transformers", "mean", SentenceTransformerEncoder),
+        ("hf_encoder", "mean", HFEncoder),
+        ("hf_encoder", "cls", HFEncoder),
+        ("flag_embedding", "cls", FlagEmbeddingEncoder),
+    ],
+)
+def test_build_encoder_for_each_pretrained_kind(run_config, minilm_path, kind, pooling, adapter):
+    entry = local_entry("Local", kind, minilm_path, pooling)
+    encoder = build_encoder(entry, run_config, "qar", Layout.from_config(run_config), device="cpu")
+    assert type(encoder) is adapter and encoder.name == "Local"
+    assert encoder.spec.path == str(minilm_path) and encoder.spec.query_prefix == "q: "
+    vectors = encoder.encode_queries(["who wrote hamlet", "capital of france"])
+    assert vectors.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def link_model(folder: Path, source: Path) -> Path:
+    """A trained-model folder made of links to ``source``'s files (cheap stand-in for training)."""
+    folder.mkdir(parents=True)
+    for item in source.iterdir():
+        os.symlink(item, folder / item.name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "adapter", "rule"),
+    [
+        ("SBERT_RT", SentenceTransformerEncoder, "train_sbert_rt"),
+        ("BGE_RT", FlagEmbeddingEncoder, "train_bge_rt"),
+    ],
+)
+def test_build_encoder_for_retrained_kinds(run_config, minilm_path, name, adapter, rule):
+    layout = Layout.from_config(run_config)
+    entry = load_registry(REGISTRY)[name]
+    with pytest.raises(FileNotFoundError, match=rf"no trained model at .*{name}/rir/model.*{rule}"):
+        build_encoder(entry, run_config, "rir", layout, device="cpu")
+    folder = link_model(layout.final_model(name, "rir"), minilm_path)
+    encoder = build_encoder(entry, run_config, "rir", layout, device="cpu")
+    assert type(encoder) is adapter and encoder.spec.path == str(folder)
+    assert encoder.encode_documents(["Paris is the capital of France."]).shape == (1, 384)
+
+
+def test_retrained_model_must_pool_as_trained(run_config, minilm_path):
+    layout = Layout.from_config(run_config)
+    folder = link_model(layout.final_model("BGE_RT", "qar"), minilm_path)
+    (folder / "train_config.json").write_text(json.dumps({"pooling": "mean"}))
+    entry = load_registry(REGISTRY)["BGE_RT"]
+    with pytest.raises(
+        ConfigError, match=r"registry entry BGE_RT: pooling 'cls', but the model .* trained with 'mean'"
+    ):
+        build_encoder(entry, run_config, "qar", layout, device="cpu")
+
+
+def test_build_encoder_for_gear_needs_the_trained_variant(run_config):
+    entry = load_registry(REGISTRY)["GeAR_CL"]
+    with pytest.raises(FileNotFoundError, match=r"GeAR_CL/qar/model.*train_gear"):
+        build_encoder(entry, run_config, "qar", Layout.from_config(run_config))
