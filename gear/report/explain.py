@@ -1,0 +1,429 @@
+"""Explanation pages: what GeAR retrieved, where it looked, and what it generated, per query.
+
+No retrieval benchmark shows why a document came back. For a seeded sample of
+``reports.explain.queries_per_dataset`` queries of a data set, the page ``P/explain/{dataset}.html``
+shows, per query:
+
+- the query, its gold answers / target;
+- the top ``reports.explain.top_documents`` documents GeAR retrieved (its run file,
+  ``Layout.run_file("GeAR", dataset)``, TREC format ``qid Q0 docid rank score tag``), the gold
+  document marked, and the gold document's rank when it is further down;
+- the gold document with GeAR's cross-attention weight on each token as a heat map
+  (``gear.inference.token_weights``), the ``reports.figure3.top_tokens`` strongest in bold, and
+  the gold units outlined;
+- the units of the gold document ranked by GeAR (``gear.inference.unit_scores`` at layer
+  ``gear.localization.layer``), gold units marked;
+- GeAR's generated text beside the target.
+
+The work is split in two so that the page can be redrawn without a model: :func:`explain_data`
+runs the model and writes a JSON (``P/data/explain_{dataset}.json``); :func:`render_explain_page`
+turns that JSON into one self-contained HTML page (inline CSS, every text escaped).
+
+Choices made here (the paper has no such view): the sample is drawn with ``random.Random(seed)``
+from the queries sorted by id, among those that are ``fine_grained`` and have a relevant unit
+(the ones localization is scored on), topped up from the others when there are too few.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gear.io import DataFormatError, atomic_open, write_json
+from gear.report.figure_data import read_documents
+from gear.report.pages import esc, html_page
+
+log = logging.getLogger(__name__)
+
+HEAT_RGB = (245, 161, 66)  # Figure 3's orange
+SNIPPET_CHARS = 260
+GOLD_ROW = ' class="goldrow"'
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """The config's ``reports.explain`` section."""
+
+    queries_per_dataset: int  # queries shown per data set
+    top_documents: int  # retrieved documents listed per query
+
+
+def sample_queries(queries: Sequence, n: int, seed: int) -> list:
+    """A seeded sample of ``n`` queries, preferring those localization is scored on.
+
+    Returns:
+        The sampled queries, sorted by query id.
+    """
+    ordered = sorted(queries, key=lambda q: q.query_id)
+    preferred = [q for q in ordered if q.fine_grained and q.relevant_units]
+    others = [q for q in ordered if not (q.fine_grained and q.relevant_units)]
+    rng = random.Random(seed)
+    chosen = rng.sample(preferred, min(n, len(preferred)))
+    if len(chosen) < n:
+        chosen += rng.sample(others, min(n - len(chosen), len(others)))
+    return sorted(chosen, key=lambda q: q.query_id)
+
+
+def read_run(path: str | os.PathLike, query_ids: set[str]) -> dict[str, list[tuple[str, int, float]]]:
+    """The ranked documents of some queries from a TREC run file (``qid Q0 docid rank score tag``).
+
+    Returns:
+        query id -> ``[(doc_id, rank, score), ...]`` by rank (every line of the file for it).
+
+    Raises:
+        DataFormatError: a line without six fields or with a non-numeric rank or score.
+    """
+    ranked: dict[str, list[tuple[str, int, float]]] = {qid: [] for qid in query_ids}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 6:
+                raise DataFormatError(
+                    f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
+                )
+            if fields[0] not in ranked:
+                continue
+            try:
+                ranked[fields[0]].append((fields[2], int(fields[3]), float(fields[4])))
+            except ValueError as err:
+                raise DataFormatError(f"{path}:{number}: rank and score must be numbers ({err})") from err
+    return {qid: sorted(rows, key=lambda row: row[1]) for qid, rows in ranked.items()}
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
+
+
+def explain_data(
+    model_dir: str | os.PathLike,
+    dataset: str,
+    corpus_path: str | os.PathLike,
+    queries_path: str | os.PathLike,
+    run_path: str | os.PathLike,
+    settings: ExplainSettings | Mapping,
+    localization: Mapping,
+    top_tokens: int,
+    generation: Mapping,
+    seed: int,
+    out_json: str | os.PathLike,
+    model_name: str = "GeAR",
+    device: str | None = None,
+) -> dict:
+    """Run GeAR on a sample of queries and write everything the page shows as JSON.
+
+    Args:
+        model_dir: the GeAR model folder (``Layout.final_model(variant, scenario)``).
+        dataset: the data set's name.
+        corpus_path, queries_path: its normalised ``corpus.jsonl`` and ``queries.jsonl``.
+        run_path: GeAR's TREC run file on it.
+        settings: ``reports.explain`` (:class:`ExplainSettings` or the mapping).
+        localization: the config's ``gear.localization`` section.
+        top_tokens: tokens in bold per query (``reports.figure3.top_tokens``).
+        generation: the config's ``evaluate.generation`` section.
+        seed: the run's seed (draws the sample).
+        out_json: where to write.
+
+    Returns:
+        ``{"dataset", "model", "layer", "top_documents", "top_tokens", "queries": [...]}``; each
+        query holds ``retrieved`` (rank, doc_id, score, title, text, gold), ``gold_rank``,
+        ``gold_document`` (doc_id, title, text, units), ``token_weights`` (offsets, weights),
+        ``unit_scores`` (one per unit, None where the document was truncated), ``relevant_units``
+        and ``generated``.
+    """
+    from data_prep.normalized import load_queries
+    from gear.config import dataclass_from_mapping
+    from gear.inference import LocalizationConfig, generate, load_gear, token_weights, unit_scores
+
+    started = time.time()
+    if not isinstance(settings, ExplainSettings):
+        settings = dataclass_from_mapping(ExplainSettings, dict(settings), "reports.explain")
+    loc = dataclass_from_mapping(LocalizationConfig, dict(localization), "gear.localization")
+    sample = sample_queries(load_queries(queries_path), settings.queries_per_dataset, seed)
+    if not sample:
+        raise DataFormatError(f"{queries_path}: no queries to explain")
+    runs = read_run(run_path, {q.query_id for q in sample})
+    missing = [q.query_id for q in sample if not runs[q.query_id]]
+    if missing:
+        raise DataFormatError(f"{run_path}: no ranked documents for query/queries {missing[:5]}")
+    needed = {q.doc_id for q in sample} | {
+        doc for q in sample for doc, _, _ in runs[q.query_id][: settings.top_documents]
+    }
+    documents = read_documents(corpus_path, needed)
+
+    model, tokenizer = load_gear(model_dir, device=device)
+    golds = [documents[q.doc_id] for q in sample]
+    generated = generate(
+        model,
+        tokenizer,
+        [q.text for q in sample],
+        [d["text"] for d in golds],
+        max_new_tokens=int(generation["max_new_tokens"]),
+        num_beams=int(generation["num_beams"]),
+        batch_size=int(generation.get("batch_size", 16)),
+    )
+    scores = unit_scores(
+        model,
+        tokenizer,
+        [q.text for q in sample],
+        [d["text"] for d in golds],
+        [[tuple(u) for u in d["units"]] for d in golds],
+        layers=[loc.layer],
+        localization=loc,
+    )[loc.layer]
+
+    out_queries = []
+    for query, gold, text, unit_score in zip(sample, golds, generated, scores, strict=True):
+        weights = token_weights(model, tokenizer, query.text, gold["text"], loc)
+        ranking = runs[query.query_id]
+        gold_rank = next((rank for doc, rank, _ in ranking if doc == query.doc_id), None)
+        out_queries.append(
+            {
+                "query_id": query.query_id,
+                "text": query.text,
+                "answers": list(query.answers),
+                "target": query.target,
+                "relevant_units": list(query.relevant_units),
+                "generated": text,
+                "retrieved": [
+                    {
+                        "rank": rank,
+                        "doc_id": doc,
+                        "score": score,
+                        "title": documents[doc]["title"],
+                        "text": documents[doc]["text"],
+                        "gold": doc == query.doc_id,
+                    }
+                    for doc, rank, score in ranking[: settings.top_documents]
+                ],
+                "gold_rank": gold_rank,
+                "run_depth": len(ranking),
+                "gold_document": {k: gold[k] for k in ("doc_id", "title", "text", "units")},
+                "token_weights": {
+                    "offsets": [[int(s), int(e)] for s, e in weights.offsets],
+                    "weights": _finite_or_none(weights.weights),
+                },
+                "unit_scores": _finite_or_none(unit_score),
+            }
+        )
+    data = {
+        "dataset": dataset,
+        "model": model_name,
+        "model_dir": str(model_dir),
+        "layer": loc.layer,
+        "top_documents": settings.top_documents,
+        "top_tokens": top_tokens,
+        "queries": out_queries,
+        "wall_time_s": round(time.time() - started, 3),
+    }
+    write_json(out_json, data)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+
+def heat_html(
+    text: str,
+    offsets: Sequence[Sequence[int]],
+    weights: Sequence[float | None],
+    units: Sequence[Sequence[int]],
+    gold_units: set[int],
+    top_tokens: int,
+) -> str:
+    """The document as HTML: each token shaded by its weight (relative to the largest), the
+    ``top_tokens`` strongest in bold, gold units outlined. Every piece of text is escaped.
+
+    Args:
+        text: the document text.
+        offsets: ``(n, 2)`` character spans of the tokens (special tokens have empty spans).
+        weights: ``(n,)`` token weights (None: not available).
+        units: the document's unit spans.
+        gold_units: indices of the relevant units.
+        top_tokens: how many tokens to put in bold.
+    """
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    values = np.asarray([np.nan if w is None else w for w in weights], dtype=np.float64)
+    if len(spans) != len(values):
+        raise DataFormatError(f"token_weights: {len(spans)} offsets but {len(values)} weights")
+    valid = (
+        (spans[:, 1] > spans[:, 0]) & np.isfinite(values) & (spans[:, 0] >= 0) & (spans[:, 1] <= len(text))
+    )
+    peak = values[valid].max() if valid.any() else 0.0
+    order = np.flatnonzero(valid)[np.argsort(-values[valid], kind="stable")]
+    top = set(order[:top_tokens].tolist())
+
+    # Boundaries where a token or a unit starts or ends; between two of them nothing changes.
+    token_of = np.full(len(text), -1, dtype=np.int64)
+    for i in np.flatnonzero(valid):
+        token_of[spans[i, 0] : spans[i, 1]] = i
+    unit_of = np.full(len(text), -1, dtype=np.int64)
+    for j, (start, end) in enumerate(units):
+        unit_of[max(0, start) : min(len(text), end)] = j
+    if not len(text):
+        return ""
+    change = np.flatnonzero((np.diff(token_of) != 0) | (np.diff(unit_of) != 0)) + 1
+    bounds = [0, *change.tolist(), len(text)]
+
+    out, open_unit = [], -1
+    for a, b in itertools.pairwise(bounds):
+        unit = int(unit_of[a])
+        if unit != open_unit:
+            if open_unit >= 0:
+                out.append("</span>")
+            if unit >= 0:
+                cls = "unit gold" if unit in gold_units else "unit"
+                out.append(
+                    f'<span class="{cls}" title="unit {unit}{" (gold)" if unit in gold_units else ""}">'
+                )
+            open_unit = unit
+        piece = esc(text[a:b])
+        token = int(token_of[a])
+        if token >= 0 and peak > 0:
+            alpha = max(0.0, float(values[token]) / peak)
+            style = f"background: rgba({HEAT_RGB[0]},{HEAT_RGB[1]},{HEAT_RGB[2]},{alpha:.2f})"
+            bold = ' class="top"' if token in top else ""
+            out.append(f'<span{bold} style="{style}" title="weight {values[token]:.4g}">{piece}</span>')
+        else:
+            out.append(piece)
+    if open_unit >= 0:
+        out.append("</span>")
+    return "".join(out)
+
+
+def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _query_html(index: int, query: Mapping, data: Mapping) -> str:
+    gold_doc = query["gold_document"]
+    gold_units = set(query.get("relevant_units", []))
+    parts = [f'<section class="query"><h2>{index}. {esc(query["text"])}</h2>']
+    answers = query.get("answers") or []
+    parts.append(
+        f'<p class="muted">Query <code>{esc(query["query_id"])}</code>. Gold answer(s): '
+        + (", ".join(f"<b>{esc(a)}</b>" for a in answers) or "<i>none</i>")
+        + "</p>"
+    )
+    # Retrieved documents.
+    parts.append(
+        f"<h3>Documents retrieved by {esc(data.get('model', 'GeAR'))} (top {esc(data.get('top_documents', ''))})</h3>"
+    )
+    parts.append(
+        '<table class="gear ret"><thead><tr><th>Rank</th><th>Score</th><th>Document</th><th></th></tr></thead><tbody>'
+    )
+    for doc in query["retrieved"]:
+        gold = '<span class="within">✓ gold</span>' if doc["gold"] else ""
+        title = f"<b>{esc(doc['title'])}</b> " if doc.get("title") else ""
+        head = f'{title}<span class="muted">{esc(doc["doc_id"])}</span>: '
+        if len(doc["text"]) <= SNIPPET_CHARS:
+            body = head + esc(doc["text"])
+        else:
+            body = (
+                f"<details><summary>{head}{esc(_snippet(doc['text']))}</summary>"
+                f'<div class="full">{esc(doc["text"])}</div></details>'
+            )
+        row_class = GOLD_ROW if doc["gold"] else ""
+        parts.append(
+            f"<tr{row_class}><td>{esc(doc['rank'])}</td><td>{doc['score']:.4f}</td>"
+            f'<td class="doccell">{body}</td><td>{gold}</td></tr>'
+        )
+    parts.append("</tbody></table>")
+    rank = query.get("gold_rank")
+    if rank is None:
+        parts.append(
+            f'<p class="outside">The gold document is not in GeAR\'s top {esc(query.get("run_depth", ""))}.</p>'
+        )
+    elif rank > len(query["retrieved"]):
+        parts.append(f'<p class="muted">The gold document is at rank {esc(rank)}.</p>')
+
+    # The gold document with attention.
+    weights = query["token_weights"]
+    title = f"<b>{esc(gold_doc['title'])}</b>\n" if gold_doc.get("title") else ""
+    parts.append(
+        f"<h3>Where GeAR looks in the gold document (cross-attention, layer {esc(data.get('layer', ''))})</h3>"
+        f'<p class="legend">Shade: the token\'s weight relative to the strongest; bold: the top {esc(data.get("top_tokens", ""))} tokens; '
+        "outlined in green: the gold unit(s).</p>"
+        f'<div class="doc">{title}'
+        + heat_html(
+            gold_doc["text"],
+            weights["offsets"],
+            weights["weights"],
+            gold_doc["units"],
+            gold_units,
+            int(data.get("top_tokens", 10)),
+        )
+        + "</div>"
+    )
+
+    # Ranked units.
+    scores = query["unit_scores"]
+    units = gold_doc["units"]
+    if len(scores) != len(units):
+        raise DataFormatError(f"query {query['query_id']}: {len(scores)} unit scores for {len(units)} units")
+    order = sorted(range(len(units)), key=lambda j: (scores[j] is None, -(scores[j] or 0.0), j))
+    parts.append(
+        f"<h3>Units ranked by GeAR (layer {esc(data.get('layer', ''))})</h3>"
+        '<table class="gear units"><thead><tr><th>Rank</th><th>Score</th><th>Unit</th><th></th></tr></thead><tbody>'
+    )
+    for rank_pos, j in enumerate(order, start=1):
+        start, end = units[j]
+        score = "truncated" if scores[j] is None else f"{scores[j]:.4f}"
+        gold = '<span class="within">✓ gold</span>' if j in gold_units else ""
+        row_class = GOLD_ROW if j in gold_units else ""
+        parts.append(
+            f"<tr{row_class}><td>{rank_pos}</td><td>{score}</td>"
+            f'<td class="doccell">{esc(gold_doc["text"][start:end])}</td><td>{gold}</td></tr>'
+        )
+    parts.append("</tbody></table>")
+
+    # Generation.
+    parts.append(
+        "<h3>Generated from the gold document</h3>"
+        f"<p><b>GeAR:</b> {esc(query['generated'])}<br><b>Target:</b> {esc(query.get('target', ''))}</p></section>"
+    )
+    return "\n".join(parts)
+
+
+EXPLAIN_CSS = """
+section.query { border-top: 2px solid #ddd; margin-top: 1.8em; padding-top: 0.4em; }
+section.query h2 { margin-top: 0.3em; }
+td.doccell { text-align: left; white-space: normal; max-width: 820px; }
+tr.goldrow td { background: #eef8f0; }
+details summary { cursor: pointer; } .full { margin-top: 0.4em; color: #333; }
+span.unit.gold { outline: 2px solid #2e9e4f; outline-offset: 1px; border-radius: 2px; }
+span.top { font-weight: 700; }
+"""
+
+
+def render_explain_page(data: Mapping) -> str:
+    """The explanation page of one data set (self-contained HTML) from :func:`explain_data`'s JSON."""
+    for key in ("dataset", "queries"):
+        if key not in data:
+            raise DataFormatError(f"explain data: missing {key!r}")
+    dataset = data["dataset"]
+    header = (
+        f"<h1>Why {esc(data.get('model', 'GeAR'))} retrieved what it did: {esc(dataset)}</h1>"
+        f'<p class="muted">{len(data["queries"])} sampled quer{"y" if len(data["queries"]) == 1 else "ies"}. For each: the documents GeAR retrieved, where its '
+        "cross-attention looks in the gold document, the units it ranks highest, and the text it generates. "
+        "Retrieval uses the bi-encoder alone; attention and generation come from the fusion encoder and decoder.</p>"
+    )
+    body = [header] + [_query_html(i, q, data) for i, q in enumerate(data["queries"], start=1)]
+    return html_page(f"Explanations: {dataset}", "\n".join(body), EXPLAIN_CSS)
+
+
+def write_explain_page(data: Mapping, path: str | os.PathLike) -> None:
+    """Write :func:`render_explain_page` atomically."""
+    page = render_explain_page(data)
+    with atomic_open(path) as handle:
+        handle.write(page)
