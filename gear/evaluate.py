@@ -805,90 +805,127 @@ def _layout(cfg: dict) -> Layout:
     return Layout.from_config(cfg)
 
 
-def run_retrieval(
-    entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str, run_file: str
-) -> dict:
-    """The ``evaluate_retrieval`` rule: build the entry's encoder and evaluate it on ``dataset``.
-
-    ``cfg`` holds the config sections the encoder and the evaluation need (see evaluate.smk).
-    """
-    from baselines.registry import build_encoder
-
-    entry = _entry(entry)
-    layout = _layout(cfg)
-    settings = EvaluateSettings.from_config(cfg["evaluate"])
-    encoder = build_encoder(entry, cfg, scenario_of(dataset), layout)
-    data = EvalDataset.load(dataset, corpus, queries)
-    return evaluate_retrieval(
-        encoder,
-        data,
-        settings,
-        out_json=out_json,
-        run_file=run_file,
-        cache_root=layout.embedding_cache(),
-        provenance_config=cfg,
-        model_name=entry.name,
-    )
-
-
 def _gear_localization(cfg: dict):
     from gear.inference import LocalizationConfig
 
     return dataclass_from_mapping(LocalizationConfig, cfg["gear"]["localization"], "gear.localization")
 
 
-def run_localization(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
-    """The ``evaluate_localization`` rule: GeAR by cross-attention, other models by unit embeddings."""
+class _LayerScores:
+    """A scorer that hands out unit scores computed beforehand for every layer, so that a GeAR job
+    runs its fusion encoder once per batch for both the localization result (the configured
+    layer) and the layer analysis (all layers)."""
+
+    def __init__(self, by_layer: dict[int, list[np.ndarray]], localization, name: str):
+        self.by_layer = by_layer
+        self.localization = localization
+        self.name = name
+
+    def score_layers(self, queries, documents, units, layers) -> dict[int, list[np.ndarray]]:
+        return {layer: self.by_layer[layer] for layer in layers}
+
+    def score_units(self, queries, documents, units) -> list[np.ndarray]:
+        return self.by_layer[self.localization.layer]
+
+
+def scenario_datasets(cfg: dict, scenario: str) -> list[str]:
+    """The evaluated data sets (``evaluate.datasets``) whose models are trained on ``scenario``."""
+    return [d for d in cfg["evaluate"]["datasets"] if scenario_of(d) == scenario]
+
+
+def model_job_outputs(entry, cfg: dict, scenario: str, layout: Layout) -> dict[str, Path]:
+    """Every file one evaluation job of ``entry`` on ``scenario`` writes, by a readable key
+    (``{dataset}_{task}``, ``{dataset}_run``, ``{dataset}_layers``)."""
+    outputs: dict[str, Path] = {}
+    layer_sets = cfg["evaluate"]["layer_analysis"]
+    for dataset in scenario_datasets(cfg, scenario):
+        for task in entry.tasks:
+            outputs[f"{dataset}_{task}"] = layout.eval_json(entry.name, dataset, task)
+            if task == "retrieval":
+                outputs[f"{dataset}_run"] = layout.run_file(entry.name, dataset)
+        if has_layer_analysis(entry) and dataset in layer_sets:
+            outputs[f"{dataset}_layers"] = layout.layers_json(entry.name, dataset)
+    return outputs
+
+
+def run_model(
+    entry, cfg: dict, scenario: str, datasets: dict[str, tuple[str, str]], outputs: dict[str, str]
+) -> None:
+    """One evaluation job: every task of one model on every data set of one scenario.
+
+    The model is loaded once and the Python start-up and imports are paid once per job, which is
+    most of the cost on small test sets; each (data set, task) still gets its own result file.
+    For GeAR, one pass of the fusion encoder per batch gives both the localization result at the
+    configured layer and the layer analysis (Figure 4c).
+
+    Args:
+        entry: the registry entry (or its dict, as a Snakemake param passes it).
+        cfg: the config sections the job reads (:func:`job_config`).
+        scenario: ``qar`` or ``rir``; trained models are the ones trained on it.
+        datasets: data set -> (corpus path, queries path).
+        outputs: :func:`model_job_outputs` keys -> paths.
+    """
+    from baselines.registry import build_encoder
+
     entry = _entry(entry)
     layout = _layout(cfg)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
-    data = EvalDataset.load(dataset, corpus, queries)
-    if entry.kind == "gear":
+    encoder = (
+        build_encoder(entry, cfg, scenario, layout)
+        if "retrieval" in entry.tasks or entry.kind != "gear"
+        else None
+    )
+    gear_model = None
+    if entry.kind == "gear" and {"localization", "generation"} & set(entry.tasks):
         from gear.inference import load_gear
 
-        model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
-        scorer = GearUnitScorer(model, tokenizer, _gear_localization(cfg), settings.batch_size, entry.name)
-    else:
-        from baselines.registry import build_encoder
-
-        encoder = build_encoder(entry, cfg, data.scenario, layout)
-        scorer = BiEncoderUnitScorer(encoder, settings.batch_size, layout.embedding_cache())
-    return evaluate_localization(
-        scorer, data, settings, out_json=out_json, provenance_config=cfg, model_name=entry.name
-    )
-
-
-def run_generation(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
-    """The ``evaluate_generation`` rule (GeAR variants only)."""
-    from gear.inference import load_gear
-
-    entry = _entry(entry)
-    if entry.kind != "gear":
-        raise ValueError(f"{entry.name}: generation needs GeAR's decoder; kind {entry.kind!r} has none")
-    layout = _layout(cfg)
-    settings = EvaluateSettings.from_config(cfg["evaluate"])
-    data = EvalDataset.load(dataset, corpus, queries)
-    model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
-    generator = GearGenerator(model, tokenizer, settings.generation)
-    return evaluate_generation(
-        generator, data, settings, out_json=out_json, model_name=entry.name, provenance_config=cfg
-    )
-
-
-def run_layer_analysis(entry, cfg: dict, dataset: str, corpus: str, queries: str, out_json: str) -> dict:
-    """The ``layer_analysis`` rule: localization at every cross-attention layer of the final model."""
-    from gear.inference import load_gear
-
-    entry = _entry(entry)
-    layout = _layout(cfg)
-    settings = EvaluateSettings.from_config(cfg["evaluate"])
-    data = EvalDataset.load(dataset, corpus, queries)
-    model, tokenizer = load_gear(model_input(entry, data.scenario, layout))
-    scorer = GearUnitScorer(model, tokenizer, _gear_localization(cfg), settings.batch_size, entry.name)
-    layers = range(1, gear_layer_count(model) + 1)
-    return layer_analysis(
-        scorer, data, settings, layers, out_json=out_json, provenance_config=cfg, model_name=entry.name
-    )
+        gear_model = load_gear(model_input(entry, scenario, layout))
+    for dataset, (corpus, queries) in datasets.items():
+        data = EvalDataset.load(dataset, corpus, queries)
+        common = {"provenance_config": cfg, "model_name": entry.name}
+        if "retrieval" in entry.tasks:
+            evaluate_retrieval(
+                encoder,
+                data,
+                settings,
+                out_json=outputs[f"{dataset}_retrieval"],
+                run_file=outputs[f"{dataset}_run"],
+                cache_root=layout.embedding_cache(),
+                **common,
+            )
+        if "localization" in entry.tasks:
+            if gear_model is not None:
+                model, tokenizer = gear_model
+                scorer = GearUnitScorer(
+                    model, tokenizer, _gear_localization(cfg), settings.batch_size, entry.name
+                )
+                if f"{dataset}_layers" in outputs:
+                    _, _, query_texts, doc_texts, units = _localization_inputs(data)
+                    layers = range(1, gear_layer_count(model) + 1)
+                    scorer = _LayerScores(
+                        scorer.score_layers(query_texts, doc_texts, units, layers) if query_texts else {},
+                        scorer.localization,
+                        entry.name,
+                    )
+                    if query_texts:
+                        layer_analysis(
+                            scorer, data, settings, layers, out_json=outputs[f"{dataset}_layers"], **common
+                        )
+            else:
+                scorer = BiEncoderUnitScorer(encoder, settings.batch_size, layout.embedding_cache())
+            evaluate_localization(
+                scorer, data, settings, out_json=outputs[f"{dataset}_localization"], **common
+            )
+        if "generation" in entry.tasks:
+            if gear_model is None:
+                raise ValueError(
+                    f"{entry.name}: generation needs GeAR's decoder; kind {entry.kind!r} has none"
+                )
+            model, tokenizer = gear_model
+            generator = GearGenerator(model, tokenizer, settings.generation)
+            evaluate_generation(
+                generator, data, settings, out_json=outputs[f"{dataset}_generation"], **common
+            )
 
 
 def run_epoch_analysis(
@@ -929,19 +966,14 @@ def job_config(cfg: dict, entry=None) -> dict:
 
 
 class EvaluationPlan:
-    """What the evaluation rules of ``workflow/rules/evaluate.smk`` ask: wildcard patterns, inputs
-    and params per job, so that the rule file holds rules only and this logic is tested.
+    """What the evaluation rules of ``workflow/rules/evaluate.smk`` ask, so that the rule file holds
+    rules only and this logic is tested: one job per (model, scenario) with its inputs and
+    outputs, and one epoch-analysis job per GeAR variant and scenario.
 
     Args:
         cfg: the validated run config.
         models: the selected registry entries (``MODELS`` of common.smk).
         layout: the run's layout (``L``).
-
-    Example (in a rule)::
-
-        input: unpack(EVAL.inputs)
-        params: entry=EVAL.entry, cfg=EVAL.job_config
-        wildcard_constraints: model=EVAL.model_pattern("retrieval"), dataset=EVAL.dataset_pattern()
     """
 
     def __init__(self, cfg: dict, models: Sequence, layout: Layout):
@@ -955,32 +987,32 @@ class EvaluationPlan:
         names = list(names)
         return "|".join(re.escape(name) for name in names) if names else "(?!)"
 
-    def model_pattern(self, task: str) -> str:
-        """Models whose registry entry lists ``task``; ``layers`` / ``epochs`` for the analyses."""
-        if task == "layers":
-            return self.choice(n for n, e in self.models.items() if has_layer_analysis(e))
-        if task == "epochs":
-            return self.choice(n for n, e in self.models.items() if has_epoch_analysis(e))
-        return self.choice(n for n, e in self.models.items() if task in e.tasks)
+    def jobs(self) -> list[tuple[str, str]]:
+        """``(model, scenario)`` of every evaluation job (scenarios with at least one data set)."""
+        scenarios = [s for s in ("qar", "rir") if scenario_datasets(self.cfg, s)]
+        return [(name, scenario) for name in self.models for scenario in scenarios]
 
-    def dataset_pattern(self, analysis: str | None = None) -> str:
-        """``evaluate.datasets`` (or, for ``analysis="layers"``, those of them in ``layer_analysis``)."""
-        datasets = self.cfg["evaluate"]["datasets"]
-        if analysis == "layers":
-            return self.choice(d for d in self.cfg["evaluate"]["layer_analysis"] if d in datasets)
-        return self.choice(datasets)
-
-    def inputs(self, wildcards) -> dict[str, str]:
-        """The test set and, for a model the suite trains, its folder for the data set's scenario."""
-        layout = self.layout
-        inputs = {
-            "corpus": str(layout.corpus(wildcards.dataset)),
-            "queries": str(layout.queries(wildcards.dataset)),
-        }
-        folder = model_input(self.models[wildcards.model], scenario_of(wildcards.dataset), layout)
+    def job_inputs(self, model: str, scenario: str) -> dict[str, str]:
+        """Each data set's corpus and queries and, for a model the suite trains, its folder."""
+        inputs = {}
+        for dataset in scenario_datasets(self.cfg, scenario):
+            inputs[f"{dataset}_corpus"] = str(self.layout.corpus(dataset))
+            inputs[f"{dataset}_queries"] = str(self.layout.queries(dataset))
+        folder = model_input(self.models[model], scenario, self.layout)
         if folder is not None:
             inputs["model"] = str(folder)
         return inputs
+
+    def job_outputs(self, model: str, scenario: str) -> dict[str, str]:
+        """:func:`model_job_outputs` as strings."""
+        outputs = model_job_outputs(self.models[model], self.cfg, scenario, self.layout)
+        return {key: str(path) for key, path in outputs.items()}
+
+    def model_pattern(self, task: str) -> str:
+        """Models with an epoch analysis (``task="epochs"``) or listing ``task`` in the registry."""
+        if task == "epochs":
+            return self.choice(n for n, e in self.models.items() if has_epoch_analysis(e))
+        return self.choice(n for n, e in self.models.items() if task in e.tasks)
 
     def epoch_inputs(self, wildcards) -> dict[str, str]:
         """The epoch checkpoints of a GeAR variant and the scenario's test set (``evaluate.epoch_analysis``)."""
@@ -992,13 +1024,15 @@ class EvaluationPlan:
             "queries": str(self.layout.queries(dataset)),
         }
 
-    def entry(self, wildcards) -> dict:
-        """The registry entry as a plain dict (a rule param)."""
-        return dataclasses.asdict(self.models[wildcards.model])
+    def entry(self, model) -> dict:
+        """The registry entry as a plain dict (a rule param); ``model`` is a name or wildcards."""
+        name = model if isinstance(model, str) else model.model
+        return dataclasses.asdict(self.models[name])
 
-    def job_config(self, wildcards) -> dict:
+    def job_config(self, model) -> dict:
         """The config sections the job reads (a rule param): :func:`job_config`."""
-        return job_config(self.cfg, self.models[wildcards.model])
+        name = model if isinstance(model, str) else model.model
+        return job_config(self.cfg, self.models[name])
 
     def targets(self) -> list[str]:
         """Every evaluation output (:func:`evaluation_targets`) as strings."""

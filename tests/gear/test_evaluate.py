@@ -20,8 +20,8 @@ from gear.evaluate import (
     evaluate_retrieval,
     evaluation_targets,
     job_config,
-    run_localization,
-    run_retrieval,
+    model_job_outputs,
+    run_model,
 )
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
@@ -252,14 +252,13 @@ def test_job_functions_build_the_registry_encoder(tmp_path, squad_dir, config):
     assert "gear" not in params and "train" not in params and "models" not in params["evaluate"]
     layout = Layout.from_config(cfg)
     corpus, queries = squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"
+    cfg["evaluate"]["datasets"] = ["squad"]
+    outputs = model_job_outputs(entry, cfg, "qar", layout)
+    run_model(entry, params, "qar", {"squad": (corpus, queries)}, outputs)
     out = layout.eval_json("MiniLM", "squad", "retrieval")
-    result = run_retrieval(entry, params, "squad", corpus, queries, out, layout.run_file("MiniLM", "squad"))
-    assert result["model"] == "MiniLM" and out.is_file() and layout.run_file("MiniLM", "squad").is_file()
+    assert read_json(out)["model"] == "MiniLM" and layout.run_file("MiniLM", "squad").is_file()
     assert list(layout.embedding_cache().glob("MiniLM-documents-*/manifest.json"))
-    loc = run_localization(
-        entry, params, "squad", corpus, queries, layout.eval_json("MiniLM", "squad", "localization")
-    )
-    assert loc["n_queries"] > 0
+    assert read_json(layout.eval_json("MiniLM", "squad", "localization"))["n_queries"] > 0
 
 
 def test_settings_from_config(config, paper_config):
@@ -441,59 +440,56 @@ def test_epoch_analysis_evaluates_every_checkpoint(
 
 @pytest.mark.slow
 def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_thread):
-    """The GeAR rules' job path: registry entry -> final model folder -> each evaluation."""
+    """The GeAR rules' job path: registry entry -> final model folder -> one job writing every
+    result, whose layer analysis agrees with its localization at the configured layer."""
     import shutil
 
     from baselines.registry import load_registry
-    from gear.evaluate import run_epoch_analysis, run_generation, run_layer_analysis
+    from gear.evaluate import run_epoch_analysis
 
     cfg = copy.deepcopy(config)
     cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
     cfg["evaluate"]["bootstrap"]["resamples"] = 50
     cfg["evaluate"]["generation"]["max_new_tokens"] = 3
     cfg["evaluate"]["epoch_analysis"]["qar"] = "squad"
+    cfg["evaluate"]["datasets"] = ["squad"]
+    cfg["evaluate"]["layer_analysis"] = ["squad"]
     cfg["gear"]["localization"]["layer"] = 2
     layout = Layout.from_config(cfg)
-    entry = load_registry(REPO_ROOT / cfg["registry"])["GeAR"]
+    registry = load_registry(REPO_ROOT / cfg["registry"])
+    entry = registry["GeAR"]
     shutil.copytree(gear_folders["epoch_2"], layout.final_model("GeAR", "qar"))
     params = job_config(cfg, entry)
     assert params["gear"] == {"localization": cfg["gear"]["localization"]}
-    data = {"corpus": squad_dir / "corpus.jsonl", "queries": squad_dir / "queries.jsonl"}
-    retrieval = run_retrieval(
-        entry,
-        params,
-        "squad",
-        *data.values(),
-        layout.eval_json("GeAR", "squad", "retrieval"),
-        layout.run_file("GeAR", "squad"),
-    )
+    data = {"squad": (squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl")}
+    outputs = model_job_outputs(entry, cfg, "qar", layout)
+    assert set(outputs) == {
+        "squad_retrieval",
+        "squad_run",
+        "squad_localization",
+        "squad_generation",
+        "squad_layers",
+    }
+    run_model(entry, params, "qar", data, outputs)
+    retrieval = read_json(outputs["squad_retrieval"])
     assert retrieval["provenance"]["encoder_fingerprint"].startswith("gear:")
-    loc = run_localization(
-        entry, params, "squad", *data.values(), layout.eval_json("GeAR", "squad", "localization")
-    )
-    assert loc["provenance"]["scorer"] == "GearUnitScorer"
-    run_generation(entry, params, "squad", *data.values(), layout.eval_json("GeAR", "squad", "generation"))
-    layers = run_layer_analysis(entry, params, "squad", *data.values(), layout.layers_json("GeAR", "squad"))
+    loc = read_json(outputs["squad_localization"])
+    assert read_json(outputs["squad_generation"])["n_queries"] > 0
+    layers = read_json(outputs["squad_layers"])
     assert layers["layers"] == [1, 2] and layers["metrics"]["R@1"][1] == pytest.approx(loc["metrics"]["R@1"])
     epochs = run_epoch_analysis(
         entry,
         params,
         "qar",
         gear_folders["epoch_1"].parent,
-        *data.values(),
+        *data["squad"],
         layout.epochs_json("GeAR", "qar"),
     )
     assert epochs["epochs"] == [1, 2] and epochs["localization"]["R@1"][1] == pytest.approx(
         loc["metrics"]["R@1"]
     )
-    with pytest.raises(ValueError, match="decoder"):
-        run_generation(
-            load_registry(REPO_ROOT / cfg["registry"])["MiniLM"],
-            params,
-            "squad",
-            *data.values(),
-            tmp_path / "x.json",
-        )
+    # GeAR_CL is evaluated for retrieval only (its cross-attention and decoder never trained)
+    assert set(model_job_outputs(registry["GeAR_CL"], cfg, "qar", layout)) == {"squad_retrieval", "squad_run"}
 
 
 def test_evaluation_plan_patterns_and_inputs(config):
@@ -506,12 +502,24 @@ def test_evaluation_plan_patterns_and_inputs(config):
     layout = Layout.from_config(config)
     plan = EvaluationPlan(config, select_models(registry, config["evaluate"]["models"]), layout)
     assert plan.model_pattern("generation") == "GeAR"
-    assert plan.model_pattern("epochs") == "GeAR" and plan.model_pattern("layers") == "GeAR"
+    assert plan.model_pattern("epochs") == "GeAR"
     assert set(plan.model_pattern("retrieval").split("|")) == set(config["evaluate"]["models"])
     assert EvaluationPlan.choice([]) == "(?!)"
-    wildcards = SimpleNamespace(model="SBERT_RT", dataset="rir")
-    assert plan.inputs(wildcards)["model"] == str(layout.final_model("SBERT_RT", "rir"))
-    assert "model" not in plan.inputs(SimpleNamespace(model="MiniLM", dataset="nq"))
+    assert plan.jobs() == [(m, s) for m in config["evaluate"]["models"] for s in ("qar", "rir")]
+    inputs = plan.job_inputs("SBERT_RT", "rir")
+    assert inputs == {
+        "rir_corpus": str(layout.corpus("rir")),
+        "rir_queries": str(layout.queries("rir")),
+        "model": str(layout.final_model("SBERT_RT", "rir")),
+    }
+    assert "model" not in plan.job_inputs("MiniLM", "qar")
+    assert {k for k in plan.job_inputs("MiniLM", "qar") if k.endswith("_corpus")} == {
+        "squad_corpus",
+        "nq_corpus",
+        "triviaqa_corpus",
+        "paq_corpus",
+    }
+    wildcards = SimpleNamespace(model="SBERT_RT", scenario="rir")
     assert plan.epoch_inputs(SimpleNamespace(model="GeAR", scenario="qar")) == {
         "epochs": str(layout.model_root("GeAR", "qar") / "epochs"),
         "corpus": str(layout.corpus("paq")),
@@ -571,11 +579,10 @@ def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config):
         for line in done.stdout.splitlines()
         if line.strip() and line.split()[-1].isdigit()
     }
-    datasets = len(cfg["evaluate"]["datasets"])
-    assert counts["evaluate_retrieval"] == 5 * datasets  # every model
-    assert counts["evaluate_localization"] == 4 * datasets  # all but GeAR_CL
-    assert counts["evaluate_generation"] == datasets and counts["epoch_analysis"] == 2
-    assert counts["layer_analysis"] == len(cfg["evaluate"]["layer_analysis"])
+    models = cfg["evaluate"]["models"]
+    assert {f"evaluate_{m}_{s}" for m in models for s in ("qar", "rir")} <= set(counts)
+    assert all(counts[f"evaluate_{m}_{s}"] == 1 for m in models for s in ("qar", "rir"))
+    assert counts["epoch_analysis"] == 2
 
 
 @pytest.mark.slow

@@ -203,7 +203,7 @@ if REPORT_GEAR is not None:
             P / "data" / "figure_3.json",
         log:
             L.log("reports", "figure_3_data"),
-        threads: 2
+        threads: 1
         resources:
             gpu=1,
         params:
@@ -290,7 +290,7 @@ if REPORT_GEAR is not None:
             L.log("reports", "explain_data_{dataset}"),
         wildcard_constraints:
             dataset="|".join(EVAL_DATASETS),
-        threads: 2
+        threads: 1
         resources:
             gpu=1,
         params:
