@@ -74,27 +74,6 @@ def squad_pairs(articles: list) -> tuple[list[dict], list[str], list[str]]:
     return triples, documents, doc_ids
 
 
-def recall_mrr_at_k(
-    query_vectors: np.ndarray, doc_vectors: np.ndarray, gold: np.ndarray, k: int
-) -> tuple[float, float]:
-    """Exact inner-product search: Recall@k and MRR@k with one relevant document per query."""
-    scores = query_vectors @ doc_vectors.T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    hits = top == gold[:, None]
-    recall = hits.any(1).mean()
-    ranks = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
-    return float(recall), float(np.mean(1.0 / ranks))
-
-
-def _normalise_answer(text: str) -> str:
-    import re
-    import string
-
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def evaluate(
     model_dir: Path,
     test: list[dict],
@@ -102,27 +81,56 @@ def evaluate(
     doc_ids: list[str],
     generation_pairs: int,
     max_new_tokens: int,
+    localization_layer: int,
 ) -> dict[str, float]:
-    from gear.inference import GearEncoder, generate
+    """Test retrieval (exact inner-product search), cross-attention localization and generation.
+
+    Metrics are the suite's own (gear.metrics); units and relevant units follow SPEC 2 (pysbd
+    sentences, every sentence containing a gold answer).
+    """
+    from data_prep.normalized import SentenceSplitter, relevant_units
+    from gear.inference import GearEncoder, LocalizationConfig, generate, unit_scores
+    from gear.metrics import localization_metrics, qa_generation_metrics, retrieval_metrics
 
     encoder = GearEncoder(model_dir, device="cpu")
     doc_vectors = encoder.encode_documents(documents, batch_size=16)
     query_vectors = encoder.encode_queries([t["query"] for t in test], batch_size=64)
     index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-    gold = np.array([index[t["doc_id"]] for t in test])
-    recall, mrr = recall_mrr_at_k(query_vectors, doc_vectors, gold, 5)
-    if generation_pairs == 0:  # e.g. GeAR_CL, whose decoder is never trained
-        return {"R@5": recall, "M@5": mrr, "EM": float("nan"), "example": ""}
+    scores = query_vectors @ doc_vectors.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    retrieval = retrieval_metrics(
+        top, np.take_along_axis(scores, top, axis=1), [[index[t["doc_id"]]] for t in test], 5
+    )
+    result = {"R@5": float(retrieval["R@5"].mean()), "M@5": float(retrieval["M@5"].mean())}
+    if generation_pairs == 0:  # e.g. GeAR_CL, whose cross-attention and decoder never train
+        return {**result, "loc R@1": float("nan"), "loc M@1": float("nan"), "EM": float("nan"), "example": ""}
     sample = test[:generation_pairs]
     questions, paragraphs = [t["query"] for t in sample], [t["document"] for t in sample]
+    splitter = SentenceSplitter()
+    units = [splitter.split(paragraph) for paragraph in paragraphs]
+    relevant = [relevant_units(p, u, t["answers"]) for p, u, t in zip(paragraphs, units, sample, strict=True)]
+    keep = [i for i, r in enumerate(relevant) if r]
+    by_layer = unit_scores(
+        encoder.model,
+        encoder.tokenizer,
+        [questions[i] for i in keep],
+        [paragraphs[i] for i in keep],
+        [units[i] for i in keep],
+        layers=[localization_layer],
+        localization=LocalizationConfig(layer=localization_layer),
+    )
+    localization = localization_metrics(by_layer[localization_layer], [relevant[i] for i in keep], 1)
     predictions = generate(
         encoder.model, encoder.tokenizer, questions, paragraphs, max_new_tokens, batch_size=16
     )
-    exact = [
-        any(_normalise_answer(p) == _normalise_answer(a) for a in t["answers"])
-        for p, t in zip(predictions, sample, strict=True)
-    ]
-    return {"R@5": recall, "M@5": mrr, "EM": float(np.mean(exact)), "example": predictions[0]}
+    generation = qa_generation_metrics(predictions, [t["answers"] for t in sample])
+    return {
+        **result,
+        "loc R@1": float(localization["R@1"].mean()),
+        "loc M@1": float(localization["M@1"].mean()),
+        "EM": float(generation["EM"].mean()),
+        "example": predictions[0],
+    }
 
 
 SCRATCH_LAYERS = 2
@@ -201,7 +209,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = [
         {
             "epoch": 0,
-            **evaluate(initial, test, documents, doc_ids, args.generation_pairs, args.max_new_tokens),
+            **evaluate(
+                initial,
+                test,
+                documents,
+                doc_ids,
+                args.generation_pairs,
+                args.max_new_tokens,
+                cfg["gear"]["localization"]["layer"],
+            ),
         }
     ]
     print(f"epoch 0 evaluated: {rows[0]}", flush=True)
@@ -221,6 +237,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             doc_ids,
             args.generation_pairs,
             args.max_new_tokens,
+            cfg["gear"]["localization"]["layer"],
         )
         rows.append(
             {
@@ -236,14 +253,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"(batch {args.batch_size}, documents <= {args.max_document_tokens} tokens, {args.threads} threads)"
     )
     print(
-        f"\n| epoch | train CL loss | train LM loss | test R@5 | test MRR@5 | EM ({args.generation_pairs} pairs) | first prediction |"
+        f"\n| epoch | train CL loss | train LM loss | test R@5 | test MRR@5 | localization R@1 / M@1 "
+        f"({args.generation_pairs} pairs) | EM | first prediction |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         cl = f"{row['cl_loss']:.3f}" if "cl_loss" in row else "-"
         lm = f"{row['lm_loss']:.3f}" if "lm_loss" in row else "-"
         print(
-            f"| {row['epoch']} | {cl} | {lm} | {row['R@5']:.3f} | {row['M@5']:.3f} | {row['EM']:.3f} | {row['example']!r} |"
+            f"| {row['epoch']} | {cl} | {lm} | {row['R@5']:.3f} | {row['M@5']:.3f} | "
+            f"{row['loc R@1']:.3f} / {row['loc M@1']:.3f} | {row['EM']:.3f} | {row['example']!r} |"
         )
     print(f"first test pair: {test[0]['query']!r} -> gold {test[0]['target']!r}")
     return rows
