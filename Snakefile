@@ -10,10 +10,6 @@ min_version("9.0")
 configfile: "config/mini.yaml"
 
 
-# One environment for every rule (the tested path is pip + requirements.txt; see README).
-conda: "environment.yml"
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/gear.smk"

@@ -17,6 +17,8 @@ written down once. ``R`` is the run's ``results_dir`` and ``P`` its ``reports_di
     R/eval/{model}/{dataset}/run.tsv            retrieval run (TREC format, top depth)
     R/analysis/layers/{model}/{dataset}.json    localization by cross-attention layer (Figure 4c)
     R/analysis/epochs/{model}/{scenario}.json   localization and generation per epoch (Figure 4a/b)
+    R/logs/{stage}/{job}.log                    one log per job
+    R/benchmarks/{stage}/{job}.tsv              wall time and peak memory per job (gear.bench workflow)
     P/...                                       tables, figures, HTML pages
 
 Datasets and scenarios: the QA test sets (SQuAD, NQ, TriviaQA, PAQ) are evaluated with models
@@ -102,6 +104,9 @@ class Layout:
     def epochs_json(self, model: str, scenario: str) -> Path:
         return self.results / "analysis" / "epochs" / model / f"{scenario}.json"
 
-    # logs
+    # logs and per-job benchmarks (Snakemake's `benchmark:` wall time, memory, CPU time)
     def log(self, stage: str, name: str) -> Path:
         return self.results / "logs" / stage / f"{name}.log"
+
+    def benchmark(self, stage: str, name: str) -> Path:
+        return self.results / "benchmarks" / stage / f"{name}.tsv"

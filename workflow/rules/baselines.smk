@@ -13,8 +13,12 @@ rule train_sbert_rt:
         model=directory(L.final_model("SBERT_RT", "{scenario}")),
     log:
         L.log("baselines", "train_sbert_rt_{scenario}"),
+    benchmark:
+        L.benchmark("baselines", "train_sbert_rt_{scenario}")
     wildcard_constraints:
         scenario="qar|rir",
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         gpu=1,
@@ -38,8 +42,12 @@ rule train_bge_rt:
         model=directory(L.final_model("BGE_RT", "{scenario}")),
     log:
         L.log("baselines", "train_bge_rt_{scenario}"),
+    benchmark:
+        L.benchmark("baselines", "train_bge_rt_{scenario}")
     wildcard_constraints:
         scenario="qar|rir",
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         gpu=config["baselines"]["bge_rt"]["nproc_per_node"],

@@ -25,15 +25,21 @@ MODEL_PATHS = {
 rule build_qa:
     input:
         source=lambda wildcards: DATA[wildcards.dataset]["path"],
-        extra=lambda wildcards: [e["path"] for e in DATA[wildcards.dataset].get("extra_corpus", [])],
+        extra=lambda wildcards: [
+            e["path"] for e in DATA[wildcards.dataset].get("extra_corpus", [])
+        ],
     output:
         corpus=L.corpus("{dataset}"),
         queries=L.queries("{dataset}"),
         stats=L.stats("{dataset}"),
     log:
         L.log("data", "build_{dataset}"),
+    benchmark:
+        L.benchmark("data", "build_{dataset}")
     wildcard_constraints:
         dataset="|".join(QA_SOURCES),
+    conda:
+        "../../environment.yml"
     params:
         data=lambda wildcards: {
             **DATA_SHARED,
@@ -56,6 +62,10 @@ rule build_paq:
         train=L.train_triples("qar"),
     log:
         L.log("data", "build_paq"),
+    benchmark:
+        L.benchmark("data", "build_paq")
+    conda:
+        "../../environment.yml"
     params:
         data={**DATA_SHARED, "paq": DATA["paq"]},
         seed=config["seed"],
@@ -73,6 +83,10 @@ rule rir_preprocess:
         stats=RIR_WORK / "preprocess_stats.json",
     log:
         L.log("data", "rir_preprocess"),
+    benchmark:
+        L.benchmark("data", "rir_preprocess")
+    conda:
+        "../../environment.yml"
     threads: 4
     params:
         preprocess=DATA["rir"]["preprocess"],
@@ -95,6 +109,10 @@ rule rir_rewrite:
         RIR_WORK / "rewrites.jsonl",
     log:
         L.log("data", "rir_rewrite"),
+    benchmark:
+        L.benchmark("data", "rir_rewrite")
+    conda:
+        "../../environment.yml"
     resources:
         # only the local transformers backend computes here; the HTTP backend waits on a server
         gpu=1 if DATA["rir"]["rewrite"]["backend"] == "transformers" else 0,
@@ -119,6 +137,10 @@ rule rir_postprocess:
         train=L.train_triples("rir"),
     log:
         L.log("data", "rir_postprocess"),
+    benchmark:
+        L.benchmark("data", "rir_postprocess")
+    conda:
+        "../../environment.yml"
     threads: 2
     resources:
         gpu=1,
@@ -162,6 +184,10 @@ for _name, (_path, _url) in RAW_DOWNLOADS.items():
             _path,
         log:
             L.log("data", f"download_{_name}"),
+        benchmark:
+            L.benchmark("data", f"download_{_name}")
+        conda:
+            "../../environment.yml"
         params:
             url=_url,
         script:
@@ -175,6 +201,10 @@ if "wikipedia_hf_dataset" in DATA["rir"]:
             DATA["rir"]["wikipedia"],
         log:
             L.log("data", "download_wikipedia"),
+        benchmark:
+            L.benchmark("data", "download_wikipedia")
+        conda:
+            "../../environment.yml"
         params:
             dataset=DATA["rir"]["wikipedia_hf_dataset"],
             config_name=DATA["rir"].get("wikipedia_hf_config"),

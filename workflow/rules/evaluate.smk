@@ -29,6 +29,10 @@ for _model, _scenario in EVAL.jobs():
             **EVAL.job_outputs(_model, _scenario),
         log:
             str(L.log("evaluate", f"{_model}_{_scenario}")),
+        benchmark:
+            str(L.benchmark("evaluate", f"{_model}_{_scenario}"))
+        conda:
+            "../../environment.yml"
         threads: 1
         resources:
             gpu=1,
@@ -47,9 +51,13 @@ rule epoch_analysis:
         json=str(L.epochs_json("{model}", "{scenario}")),
     log:
         str(L.log("evaluate", "{model}_{scenario}_epochs")),
+    benchmark:
+        str(L.benchmark("evaluate", "{model}_{scenario}_epochs"))
     wildcard_constraints:
         model=EVAL.model_pattern("epochs"),
         scenario="qar|rir",
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         gpu=1,

@@ -24,9 +24,13 @@ rule train_gear:
         epochs=directory(L.model_root("{model}", "{scenario}") / "epochs"),
     log:
         L.log("gear", "train_{model}_{scenario}"),
+    benchmark:
+        L.benchmark("gear", "train_{model}_{scenario}")
     wildcard_constraints:
         model="|".join(config["train"]["variants"]),
         scenario="qar|rir",
+    conda:
+        "../../environment.yml"
     # Capped at --cores by Snakemake; with several processes each gets threads / processes.
     threads: 8
     resources:

@@ -59,6 +59,10 @@ rule table_1:
         ),
     log:
         L.log("reports", "table_1"),
+    benchmark:
+        L.benchmark("reports", "table_1")
+    conda:
+        "../../environment.yml"
     params:
         table="table_1",
         models=task_models("retrieval", MODELS),
@@ -85,6 +89,10 @@ rule table_2:
         ),
     log:
         L.log("reports", "table_2"),
+    benchmark:
+        L.benchmark("reports", "table_2")
+    conda:
+        "../../environment.yml"
     params:
         table="table_2",
         models=task_models("localization", MODELS),
@@ -111,6 +119,10 @@ rule table_3:
         ),
     log:
         L.log("reports", "table_3"),
+    benchmark:
+        L.benchmark("reports", "table_3")
+    conda:
+        "../../environment.yml"
     params:
         table="table_3",
         models=task_models("generation", MODELS),
@@ -153,6 +165,10 @@ rule table_stats:
         ),
     log:
         L.log("reports", "table_stats"),
+    benchmark:
+        L.benchmark("reports", "table_stats")
+    conda:
+        "../../environment.yml"
     params:
         scenarios=TRAIN_SCENARIOS,
     script:
@@ -178,6 +194,10 @@ rule table_significance:
         ),
     log:
         L.log("reports", "table_significance"),
+    benchmark:
+        L.benchmark("reports", "table_significance")
+    conda:
+        "../../environment.yml"
     params:
         tasks=list(TASK_OF_TABLE.values()),
         metrics={
@@ -203,6 +223,10 @@ if REPORT_GEAR is not None:
             P / "data" / "figure_3.json",
         log:
             L.log("reports", "figure_3_data"),
+        benchmark:
+            L.benchmark("reports", "figure_3_data")
+        conda:
+            "../../environment.yml"
         threads: 1
         resources:
             gpu=1,
@@ -228,6 +252,10 @@ if REPORT_GEAR is not None:
             html=P / "figures" / "figure_3.html",
         log:
             L.log("reports", "figure_3"),
+        benchmark:
+            L.benchmark("reports", "figure_3")
+        conda:
+            "../../environment.yml"
         params:
             dpi=FIGURE_DPI,
         script:
@@ -247,8 +275,12 @@ if REPORT_GEAR is not None:
             pdf=P / "figures" / "figure_4{panel}.pdf",
         log:
             L.log("reports", "figure_4{panel}"),
+        benchmark:
+            L.benchmark("reports", "figure_4{panel}")
         wildcard_constraints:
             panel="a|b",
+        conda:
+            "../../environment.yml"
         params:
             dpi=FIGURE_DPI,
         script:
@@ -270,6 +302,10 @@ if REPORT_GEAR is not None:
             pdf=P / "figures" / "figure_4c.pdf",
         log:
             L.log("reports", "figure_4c"),
+        benchmark:
+            L.benchmark("reports", "figure_4c")
+        conda:
+            "../../environment.yml"
         params:
             chosen_layer=config["gear"]["localization"]["layer"],
             dpi=FIGURE_DPI,
@@ -288,8 +324,12 @@ if REPORT_GEAR is not None:
             P / "data" / "explain_{dataset}.json",
         log:
             L.log("reports", "explain_data_{dataset}"),
+        benchmark:
+            L.benchmark("reports", "explain_data_{dataset}")
         wildcard_constraints:
             dataset="|".join(EVAL_DATASETS),
+        conda:
+            "../../environment.yml"
         threads: 1
         resources:
             gpu=1,
@@ -314,8 +354,12 @@ if REPORT_GEAR is not None:
             ),
         log:
             L.log("reports", "explain_page_{dataset}"),
+        benchmark:
+            L.benchmark("reports", "explain_page_{dataset}")
         wildcard_constraints:
             dataset="|".join(EVAL_DATASETS),
+        conda:
+            "../../environment.yml"
         script:
             "../scripts/report_explain_page.py"
 
@@ -342,6 +386,10 @@ rule report_index:
         P / "index.html",
     log:
         L.log("reports", "index"),
+    benchmark:
+        L.benchmark("reports", "index")
+    conda:
+        "../../environment.yml"
     params:
         sections={
             name: [(label, str(p)) for label, p in items]
