@@ -45,7 +45,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from gear.io import DataFormatError, iter_jsonl, write_json
+from gear.io import DataFormatError, disk_full_error, iter_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
@@ -578,9 +578,18 @@ class DatasetWriter:
             os.replace(self._tmp / name, self.out_dir / name)
         self._committed = True
 
-    def __exit__(self, *exc_info) -> None:
-        self._stack.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        close_error = None
+        try:
+            self._stack.close()  # flushes what is buffered: fails again on a full disk
+        except OSError as err:
+            close_error = err
         shutil.rmtree(self._tmp, ignore_errors=True)
+        cause = exc if exc is not None else close_error
+        if cause is not None and (full := disk_full_error(cause, self.out_dir)) is not None:
+            raise full from cause  # names the output folder, not the bare "No space left"
+        if close_error is not None and exc is None:
+            raise close_error
 
 
 def write_dataset(

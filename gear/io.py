@@ -3,15 +3,18 @@
 Every output of the suite is written whole or not at all: it is written under a temporary name
 in the destination folder, flushed to disk, then renamed over the destination. A crash, a kill
 or a full disk leaves the old file (or nothing), never a half-written one that a later job could
-mistake for a result.
+mistake for a result. A write that fails for lack of space raises :class:`DiskFullError`, which
+names the output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,6 +37,39 @@ class DataFormatError(ValueError):
     """A data file does not have the expected format; the message names the file and line."""
 
 
+class DiskFullError(OSError):
+    """An output could not be written for lack of space (disk, quota or file-size limit).
+
+    Raised by the atomic writers below in place of the bare ``OSError`` (which names no file);
+    ``errno`` is the original one (ENOSPC, EDQUOT or EFBIG). Nothing partial is left at the
+    destination: the temporary file was removed, an older version of the output is untouched.
+    """
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full_error(err: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` when ``err`` is a lack-of-space error, else None.
+
+    Recognised: an ``OSError`` with errno ENOSPC, EDQUOT or EFBIG, and the same errors reported by
+    Rust writers (safetensors) as text ending in ``(os error N)``.
+    """
+    if isinstance(err, DiskFullError):
+        return None
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and not isinstance(err, OSError):
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found.group(1)) if found else None
+    if code not in _NO_SPACE:
+        return None
+    return DiskFullError(
+        code,
+        f"{path}: not written: {os.strerror(code)} (the disk or the quota is full, or the "
+        f"file-size limit `ulimit -f` is reached). No partial output was left; free space and rerun",
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
@@ -54,7 +90,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             if tmp.is_dir():
                 import shutil
@@ -62,11 +98,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 shutil.rmtree(tmp)
             else:
                 tmp.unlink()
+        if (full := disk_full_error(err, path)) is not None:
+            raise full from err
         raise
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[IO[Any]]:
     """Open ``path`` for writing through a temporary file that replaces it on success."""
     if "b" in mode:
         encoding = None
@@ -96,8 +136,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if (full := disk_full_error(err, path)) is not None:
+            raise full from err
         raise
 
 
@@ -147,7 +189,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})") from err
+                raise DataFormatError(
+                    f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})"
+                ) from err
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:

@@ -147,6 +147,19 @@ def _open_shard(path: Path) -> np.ndarray | None:
     return array if array.dtype == np.float16 and array.ndim == 2 else None
 
 
+class _WriteOnly:
+    """A binary file numpy sees as a plain object with ``write``.
+
+    ``np.save`` writes a real file with ``ndarray.tofile`` (C ``fwrite``), which reports a full
+    disk as a bare ``OSError("N requested and M written")``, without errno. Through ``write`` it
+    writes 16 MiB chunks, and a full disk raises ``OSError(ENOSPC)``, which ``gear.io`` turns
+    into a :class:`~gear.io.DiskFullError` naming the shard.
+    """
+
+    def __init__(self, handle):
+        self.write = handle.write
+
+
 def _check_vectors(vectors: np.ndarray, rows: int, encoder: TextEncoder, what: str) -> np.ndarray:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] != rows:
@@ -232,7 +245,7 @@ def encode_texts(
             )
             array = vectors.astype(np.float16)
             with atomic_open(path, "wb") as handle:
-                np.save(handle, array)
+                np.save(_WriteOnly(handle), array)
         if dim is None:
             dim = int(array.shape[1])
         elif array.shape[1] != dim:

@@ -52,7 +52,10 @@ written last. Running the same command again resumes from the newest state whose
 verifies (a truncated or corrupt one is skipped with a warning; the last two are kept) and ends
 with bitwise the same weights on CPU as a run that never stopped: the data order depends only on
 ``(seed, epoch)``, and every RNG is restored. A state written under a different configuration,
-data file or number of processes is discarded with a warning, never resumed.
+data file or number of processes is discarded with a warning, never resumed. The hidden
+temporary folders that a process killed in the middle of a write leaves (``.step_{n}.*``, a
+checkpoint's size) are deleted when training starts again (``tests/reliability`` kills training
+with SIGKILL at a random step and in the middle of a checkpoint write).
 
 **Outputs**: ``out_root/model`` (atomically): the model, tokenizer, ``gear_config.json`` (the
 run's ``gear`` section), ``train_config.json`` (the resolved sections, variant, scenario, data
@@ -461,16 +464,28 @@ class StateStore:
     def save(self, step: int, payload: dict) -> Path:
         """Write ``step_{step}`` atomically, then keep only the newest ``keep`` valid checkpoints."""
         target = self.root / f"step_{step}"
-        with atomic_dir(target) as tmp:
-            torch.save(payload, tmp / STATE_FILE)
-            write_json(
-                tmp / MANIFEST,
-                {
-                    "step": step,
-                    "fingerprint": self.fingerprint,
-                    "files": {STATE_FILE: file_sha256(tmp / STATE_FILE)},
-                },
+        try:
+            with atomic_dir(target) as tmp:
+                torch.save(payload, tmp / STATE_FILE)
+                write_json(
+                    tmp / MANIFEST,
+                    {
+                        "step": step,
+                        "fingerprint": self.fingerprint,
+                        "files": {STATE_FILE: file_sha256(tmp / STATE_FILE)},
+                    },
+                )
+        except (OSError, RuntimeError) as err:
+            # torch.save reports a full disk as a bare RuntimeError ("file write failed",
+            # "unexpected pos"): say which checkpoint failed, why that may be, and what is safe.
+            free = shutil.disk_usage(self.root).free / 2**20
+            message = (
+                f"{target}: the training state could not be written ({err}); {free:.0f} MiB are free "
+                "there: is the disk or the quota full, or the file-size limit (ulimit -f) reached? "
+                "Nothing of this checkpoint was kept; the previous ones are intact, and rerunning "
+                "the same command resumes from the newest."
             )
+            raise type(err)(*((err.errno, message) if isinstance(err, OSError) else (message,))) from err
         kept = 0
         for _, folder in self._step_dirs():
             if kept < self.keep and self.verify(folder) is None:
@@ -572,6 +587,20 @@ def _no_buffer_sync() -> dict:
     return (
         {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     )
+
+
+def _remove_unfinished_writes(folder: Path, prefixes: tuple[str, ...]) -> None:
+    """Delete the hidden temporaries (names starting with one of ``prefixes``) that writes killed
+    before their final rename left in ``folder``; call only when no other process writes there."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(prefixes):
+            log.warning("removing %s: left by a write that never finished (the process was killed)", path)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _publish_epochs(kept: Path, published: Path) -> None:
@@ -686,6 +715,13 @@ def train_gear(
     store = StateStore(state_root, fingerprint)
     # Epoch models of this run are kept under its fingerprint; those of another run are discarded.
     kept_epochs, published_epochs = state_root / f"epochs-{fingerprint}", out_root / "epochs"
+    if this_rank == 0:
+        # A process killed while writing a checkpoint or a model leaves its hidden temporary
+        # folder (gear.io.atomic_dir): never read, but as large as a checkpoint. No other process
+        # writes under out_root now (Snakemake locks its outputs), so every one of them is stale.
+        _remove_unfinished_writes(state_root, (".step_",))
+        _remove_unfinished_writes(kept_epochs, (".epoch_",))
+        _remove_unfinished_writes(out_root, (".model.", ".epochs."))
     if this_rank == 0 and state_root.is_dir():
         for _, folder in store._step_dirs():
             if (folder / MANIFEST).is_file() and read_json(folder / MANIFEST).get(
