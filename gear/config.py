@@ -100,6 +100,15 @@ def check_config_rules(cfg: dict, source: str) -> None:
                 f"scenario {scenario} (train.scenarios.{scenario}.batch_size {spec['batch_size']} x "
                 f"train.reference_gpus {train['reference_gpus']} = {global_batch})"
             )
+    if cfg["data"]["splitter"]["clean"]:
+        problems.append(
+            "data.splitter.clean must be false: pysbd's cleaning rewrites the text and unit spans must index into it"
+        )
+    retrieval = cfg["evaluate"]["retrieval"]
+    if retrieval["k"] > retrieval["depth"]:
+        problems.append(
+            f"evaluate.retrieval.depth {retrieval['depth']} is below evaluate.retrieval.k {retrieval['k']}"
+        )
     datasets = set(cfg["evaluate"]["datasets"])
     for name in cfg["evaluate"]["layer_analysis"]:
         if name not in datasets:

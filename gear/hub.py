@@ -109,7 +109,9 @@ def resolve_model(
     )
 
 
-def resolve_many(names: list[str], model_paths: dict[str, str] | None, allow_downloads: bool) -> dict[str, str]:
+def resolve_many(
+    names: list[str], model_paths: dict[str, str] | None, allow_downloads: bool
+) -> dict[str, str]:
     """Resolve every name; raise one ModelUnavailableError listing all that fail."""
     resolved, failures = {}, []
     for name in dict.fromkeys(names):

@@ -64,13 +64,30 @@ def test_prompt_is_identical_in_both_configs(mini_config, paper_config):
         (lambda c: c["train"].update(momentm=0.9), "train: unknown key(s) 'momentm'"),
         (lambda c: c["train"].update(epochs=0), "train.epochs: 0 violates minimum 1"),
         (lambda c: c["train"].update(epochs="ten"), "train.epochs: 'ten' is not of type 'integer'"),
-        (lambda c: c["gear"]["localization"].update(head_reduction="median"), "gear.localization.head_reduction: 'median' is not one of"),
+        (
+            lambda c: c["gear"]["localization"].update(head_reduction="median"),
+            "gear.localization.head_reduction: 'median' is not one of",
+        ),
         (lambda c: c["data"]["rir"]["rewrite"].update(backend="gpt"), "data.rir.rewrite.backend"),
         (lambda c: c["evaluate"].update(datasets=["squad", "msmarco"]), "evaluate.datasets[1]"),
         (lambda c: c.pop("seed"), "'seed' is a required property"),
-        (lambda c: c["train"].update(queue_size=60), "train.queue_size 60 is not a multiple of the global batch"),
-        (lambda c: c["data"]["rir"]["preprocess"].update(candidate_min_tokens=30), "candidate_min_tokens is larger"),
-        (lambda c: c["evaluate"].update(layer_analysis=["squad", "rir"], datasets=["squad"]), "evaluate.layer_analysis: 'rir'"),
+        (
+            lambda c: c["train"].update(queue_size=60),
+            "train.queue_size 60 is not a multiple of the global batch",
+        ),
+        (
+            lambda c: c["data"]["rir"]["preprocess"].update(candidate_min_tokens=30),
+            "candidate_min_tokens is larger",
+        ),
+        (
+            lambda c: c["evaluate"].update(layer_analysis=["squad", "rir"], datasets=["squad"]),
+            "evaluate.layer_analysis: 'rir'",
+        ),
+        (
+            lambda c: c["evaluate"]["retrieval"].update(k=50),
+            "evaluate.retrieval.depth 20 is below evaluate.retrieval.k 50",
+        ),
+        (lambda c: c["data"]["splitter"].update(clean=True), "data.splitter.clean must be false"),
     ],
 )
 def test_invalid_values_fail_with_the_key_path(mini_config, mutate, expected):
@@ -119,5 +136,5 @@ def test_dataclass_from_mapping_refuses_unknown_and_missing_keys():
     assert built.inner.a == 3 and built.b == (4, 5)
     with pytest.raises(ConfigError, match=r"sec.inner: unknown key\(s\) \['z'\]"):
         dataclass_from_mapping(Outer, {"inner": {"a": 1, "z": 2}}, "sec")
-    with pytest.raises(ConfigError, match="sec.inner.a: missing"):
+    with pytest.raises(ConfigError, match=r"sec\.inner\.a: missing"):
         dataclass_from_mapping(Outer, {"inner": {}}, "sec")

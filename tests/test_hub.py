@@ -40,7 +40,7 @@ def test_model_paths_maps_an_id_to_a_local_folder(tmp_path, minilm_path):
     assert resolve_model("bert-base-uncased", {"bert-base-uncased": str(minilm_path)}) == str(minilm_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelUnavailableError, match="holds no config.json"):
+    with pytest.raises(ModelUnavailableError, match=r"holds no config\.json"):
         resolve_model("bert-base-uncased", {"bert-base-uncased": str(empty)})
 
 
@@ -69,4 +69,6 @@ def test_paper_run_lists_every_model_it_loads(paper_config):
     needs = {(n.model, n.revision) for n in required_models(paper_config, entries)}
     assert ("bert-base-uncased", "86b5e0934494bd15c9632b12f734a8a67f723594") in needs
     assert ("BAAI/bge-base-en-v1.5", "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a") in needs
-    assert {"sentence-transformers/all-mpnet-base-v2", "intfloat/e5-base-v2", "thenlper/gte-base"} <= {m for m, _ in needs}
+    assert {"sentence-transformers/all-mpnet-base-v2", "intfloat/e5-base-v2", "thenlper/gte-base"} <= {
+        m for m, _ in needs
+    }

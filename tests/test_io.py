@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gear.io import DataFormatError, atomic_dir, atomic_open, iter_jsonl, read_json, require_fields, write_jsonl
+from gear.io import (
+    DataFormatError,
+    atomic_dir,
+    atomic_open,
+    iter_jsonl,
+    read_json,
+    require_fields,
+    write_jsonl,
+)
 
 
 def test_atomic_open_leaves_nothing_when_the_block_fails(tmp_path):
@@ -64,7 +72,7 @@ def test_json_errors_name_file_and_line(tmp_path):
 
 def test_require_fields_names_the_field(tmp_path):
     require_fields({"id": "x", "n": 2}, {"id": str, "n": int}, "f.jsonl:4")
-    with pytest.raises(DataFormatError, match="f.jsonl:4: missing field 'text'"):
+    with pytest.raises(DataFormatError, match=r"f\.jsonl:4: missing field 'text'"):
         require_fields({"id": "x"}, {"text": str}, "f.jsonl:4")
     with pytest.raises(DataFormatError, match="field 'n' should be int, got bool"):
         require_fields({"n": True}, {"n": int}, "f.jsonl:4")
