@@ -107,18 +107,3 @@ def resolve_model(
         f"(huggingface-cli download {name}{' --revision ' + revision if revision else ''}){hint}, or "
         f"by setting allow_downloads: true where the hub is reachable."
     )
-
-
-def resolve_many(
-    names: list[str], model_paths: dict[str, str] | None, allow_downloads: bool
-) -> dict[str, str]:
-    """Resolve every name; raise one ModelUnavailableError listing all that fail."""
-    resolved, failures = {}, []
-    for name in dict.fromkeys(names):
-        try:
-            resolved[name] = resolve_model(name, model_paths, allow_downloads)
-        except ModelUnavailableError as err:
-            failures.append(str(err))
-    if failures:
-        raise ModelUnavailableError("\n".join(failures))
-    return resolved
