@@ -40,7 +40,7 @@ from data_prep.normalized import (
     content_hash,
     finish_dataset,
     load_token_counter,
-    relevant_units,
+    qa_query,
 )
 from gear.io import DataFormatError, read_json, require_fields
 
@@ -169,17 +169,7 @@ def build_dpr(
             continue
         seen[query_id] = content
         document = store.get(gold)
-        queries.append(
-            Query(
-                query_id=query_id,
-                text=question,
-                doc_id=gold,
-                answers=answers,
-                relevant_units=relevant_units(document.text, document.units, answers),
-                target=answers[0],
-                fine_grained=True,
-            )
-        )
+        queries.append(qa_query(query_id, question, document, answers))
     extra: dict[str, Any] = {"source": str(source), "tokenizer": data_cfg["token_counter"]}
     if repeated_text:
         extra["repeated_question_text"] = repeated_text

@@ -45,7 +45,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from gear.io import DataFormatError, disk_full_error, iter_jsonl, write_json
+from gear.io import DataFormatError, disk_full_error, iter_jsonl, parse_jsonl_lines, write_json
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +244,20 @@ def relevant_units(text: str, units: Sequence[tuple[int, int]], answers: Sequenc
     return found
 
 
+def qa_query(query_id: str, text: str, document: Document, answers: list[str]) -> Query:
+    """A QA query on its gold ``document``: relevant units by SPEC 2, the first answer as the
+    generation target, in the localization / generation sample (every QA query is)."""
+    return Query(
+        query_id=query_id,
+        text=text,
+        doc_id=document.doc_id,
+        answers=answers,
+        relevant_units=relevant_units(document.text, document.units, answers),
+        target=answers[0],
+        fine_grained=True,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # token counting
 
@@ -395,24 +409,7 @@ def iter_jsonl_any(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     with open_binary(path) as handle:
         try:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise DataFormatError(
-                        f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})"
-                    ) from err
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataFormatError(f"{path}:{number}:{err.colno}: malformed JSON: {err.msg}") from err
-                if not isinstance(obj, dict):
-                    raise DataFormatError(
-                        f"{path}:{number}: expected a JSON object, got {type(obj).__name__}"
-                    )
-                yield number, obj
+            yield from parse_jsonl_lines(path, handle)
         except (OSError, EOFError) as err:
             raise DataFormatError(
                 f"{path}: cannot be read to the end ({err}); is the compressed file truncated?"

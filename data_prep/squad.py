@@ -39,7 +39,7 @@ from data_prep.normalized import (
     SkipCounter,
     finish_dataset,
     load_token_counter,
-    relevant_units,
+    qa_query,
 )
 from gear.io import DataFormatError, read_json, require_fields
 
@@ -160,17 +160,7 @@ def build_squad(
             if not answers:
                 skipped.add("no_answer")
                 continue
-            queries.append(
-                Query(
-                    query_id=query_id,
-                    text=question,
-                    doc_id=doc_id,
-                    answers=answers,
-                    relevant_units=relevant_units(document.text, document.units, answers),
-                    target=answers[0],
-                    fine_grained=True,
-                )
-            )
+            queries.append(qa_query(query_id, question, document, answers))
     question_docs = len(store.documents)
     for extra in extra_corpus:
         extra = Path(extra)

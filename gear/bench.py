@@ -446,6 +446,7 @@ def bench_train(
         check_queue_size,
         read_sections,
     )
+    from gear.train import compile_stacks as compile_gear_stacks
 
     _, train = read_sections(run_cfg)
     if variant not in train.variants:
@@ -463,14 +464,7 @@ def bench_train(
     training = GearTrainingModule(model, train, lm_loss).to(device)
     optimizer = build_optimizer(training, train.optimizer, device)
     if compile_stacks:  # as train_gear does with train.compile
-        for stack in (
-            model.query_encoder,
-            model.document_encoder,
-            model.decoder,
-            training.momentum_query_encoder,
-            training.momentum_document_encoder,
-        ):
-            stack.compile(dynamic=None)
+        compile_gear_stacks(training)
     # Two batches alternate, so no step sees the same input twice in a row; pinned host memory
     # and non-blocking copies as the trainer's DataLoader gives on CUDA.
     host_batches = [

@@ -181,24 +181,30 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     Raises:
         DataFormatError: a line is not valid UTF-8, not valid JSON, or not a JSON object.
     """
-    path = Path(path)
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(
-                    f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})"
-                ) from err
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{number}:{err.colno}: malformed JSON: {err.msg}") from err
-            if not isinstance(obj, dict):
-                raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-            yield number, obj
+        yield from parse_jsonl_lines(path, handle)
+
+
+def parse_jsonl_lines(path: str | os.PathLike, lines: Iterable[bytes]) -> Iterator[tuple[int, dict]]:
+    """Parse JSON Lines from an iterable of raw byte lines (an open file, plain or decompressed);
+    ``path`` names the source in errors. See :func:`iter_jsonl`."""
+    path = Path(path)
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataFormatError(
+                f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})"
+            ) from err
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{path}:{number}:{err.colno}: malformed JSON: {err.msg}") from err
+        if not isinstance(obj, dict):
+            raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+        yield number, obj
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

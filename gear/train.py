@@ -396,6 +396,20 @@ class GearTrainingModule(nn.Module):
         return loss, stats, (query_m_all, document_m_all, keys_all)
 
 
+def compile_stacks(training: GearTrainingModule) -> None:
+    """``torch.compile`` the five transformer stacks in place (config ``train.compile``); the
+    losses and queue updates around them stay eager."""
+    model = training.model
+    for stack in (
+        model.query_encoder,
+        model.document_encoder,
+        model.decoder,
+        training.momentum_query_encoder,
+        training.momentum_document_encoder,
+    ):
+        stack.compile(dynamic=None)
+
+
 def build_optimizer(module: nn.Module, opt: OptimizerSection, device: torch.device) -> torch.optim.AdamW:
     """AdamW over trainable parameters; weight decay on matrices only (module docstring)."""
     decay, no_decay = [], []
@@ -763,14 +777,7 @@ def train_gear(
             )
 
     if train.compile:
-        for stack in (
-            model.query_encoder,
-            model.document_encoder,
-            model.decoder,
-            training.momentum_query_encoder,
-            training.momentum_document_encoder,
-        ):
-            stack.compile(dynamic=None)
+        compile_stacks(training)
     wrapped: nn.Module = training
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
