@@ -25,8 +25,13 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   them, index build and search timed apart; optionally (``--backend torch``) the reference the
   PERF-NOTES baseline measured: an fp16 matrix product and ``torch.topk`` on the device.
 - **workflow**: per-rule and per-stage wall time and peak memory of a Snakemake run, from the
-  rules' ``benchmark:`` files (``R/benchmarks/{rule}/{wildcards}.tsv``) when present, else from
-  the job start and finish times in ``.snakemake/log/`` (wall time only: the log holds no memory).
+  rules' ``benchmark:`` files (``R/benchmarks/{stage}/{job}.tsv``, ``gear.layout.Layout.benchmark``;
+  each job's rule is read from the Snakemake log, whose log path has the same stage and job
+  name) when present, else from the job start and finish times in ``.snakemake/log/`` (wall
+  time only: the log holds no memory).
+- **run**: any command's wall time and the peak memory of its whole process tree, summed over
+  the processes alive at once (:mod:`gear.treemem`): what a machine must hold for a workflow
+  that runs jobs in parallel, which per-job figures do not show.
 
 **Timing.** Warm-up steps (kernel selection, ``torch.compile``, allocator growth) are run and
 excluded. On CUDA, timed regions start and end with ``torch.cuda.synchronize()``; per-step
@@ -1059,10 +1064,10 @@ def find_snakemake_log(log_dir: str | os.PathLike, results: str | os.PathLike) -
 
 
 def read_benchmark_files(root: str | os.PathLike) -> list[dict]:
-    """Rows of Snakemake ``benchmark:`` files laid out as ``root/{rule}/{wildcards}.tsv``.
+    """Rows of Snakemake ``benchmark:`` files laid out as ``root/{stage}/{job}.tsv``.
 
     Returns:
-        one dict per measured run: ``rule``, ``job`` (file stem), ``s`` (wall seconds),
+        one dict per measured run: ``stage`` (folder name), ``job`` (file stem), ``s`` (wall seconds),
         ``max_rss_mb`` and ``cpu_time_s`` (None where Snakemake wrote ``NA``: a job too short to
         sample), ``file``.
 
@@ -1093,7 +1098,7 @@ def read_benchmark_files(root: str | os.PathLike) -> list[dict]:
                 raise DataFormatError(f"{path}:{number_line}: wall time 's' is not a number")
             rows.append(
                 {
-                    "rule": path.parent.name,
+                    "stage": path.parent.name,
                     "job": path.stem,
                     "s": seconds,
                     "max_rss_mb": number(cells.get("max_rss", "NA")),
@@ -1130,14 +1135,15 @@ def summarise_workflow(
     bench_root = Path(benchmarks) if benchmarks else results / "benchmarks"
     log_path = Path(snakemake_log) if snakemake_log else find_snakemake_log(log_dir, results)
     jobs, meta = parse_snakemake_log(log_path) if log_path else ([], {})
-    stage_of_rule = {job.rule: job.stage for job in jobs if job.stage != "-"}
+    # A job's benchmark file and its log share the stage folder and the job name.
+    rule_of_job = {(job.stage, Path(job.log.split(",")[0].strip()).stem): job.rule for job in jobs}
     rows = read_benchmark_files(bench_root) if bench_root.is_dir() else []
     if rows:
         source = f"benchmark files under {bench_root}"
         records = [
             {
-                "rule": r["rule"],
-                "stage": stage_of_rule.get(r["rule"], "-"),
+                "rule": rule_of_job.get((r["stage"], r["job"]), f"{r['stage']}/{r['job']}"),
+                "stage": r["stage"],
                 "s": r["s"],
                 "rss": r["max_rss_mb"],
             }
@@ -1153,7 +1159,7 @@ def summarise_workflow(
         ]
         memory_note = (
             "not measured: the Snakemake log holds start and finish times only (1 s resolution); "
-            "add `benchmark:` files (R/benchmarks/{rule}/{wildcards}.tsv) to the rules for memory"
+            "add `benchmark:` files (R/benchmarks/{stage}/{job}.tsv) to the rules for memory"
         )
     else:
         raise FileNotFoundError(
@@ -1355,6 +1361,12 @@ def build_parser() -> argparse.ArgumentParser:
     workflow = commands.add_parser("workflow", help="wall time and memory per rule/stage of a Snakemake run")
     _add_common(workflow)
     _add_workflow(workflow)
+    run = commands.add_parser(
+        "run", help="wall time and peak memory of a command's whole process tree (gear.treemem)"
+    )
+    run.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    run.add_argument("--json", type=Path, default=None, help="write the measurement here")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     every = commands.add_parser("all", help="train, encode, search, and workflow when a run exists")
     _add_common(every)
     _add_train(every)
@@ -1488,6 +1500,24 @@ def _run_workflow(args, results_dir: Path) -> dict:
 _COMMAND = ""
 
 
+def _run_command(args: argparse.Namespace) -> None:
+    """``run``: the command's wall time and the peak memory of its process tree."""
+    from gear.treemem import run_sampled
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    try:
+        measured = run_sampled(command, args.interval)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"python -m gear.bench run: {err}") from None
+    print(f"| {now_iso()} | `{shlex.join(command)}` | {measured.markdown()} |", flush=True)
+    if args.json:
+        from gear.io import write_json
+
+        write_json(args.json, {"command": _COMMAND, "date": now_iso(), **asdict(measured)})
+    if measured.returncode != 0:
+        raise SystemExit(measured.returncode)
+
+
 def _emit(result: BenchResult) -> None:
     result.date = now_iso()
     result.command = _COMMAND
@@ -1501,6 +1531,9 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     _COMMAND = "python -m gear.bench " + shlex.join(argv)
+    if args.command == "run":
+        _run_command(args)
+        return []
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     if args.command in ("search", "all"):

@@ -264,12 +264,14 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
 
     # Snakemake's benchmark: files, as BenchmarkRecord writes them (NA when too short to sample).
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    for rule, job, seconds, rss in (
-        ("build_qa", "dataset=squad", "4.9012", "812.33"),
-        ("build_qa", "dataset=nq", "0.3000", "NA"),
-        ("train_gear", "GeAR_qar", "62.5000", "3260.10"),
+    # Laid out as gear.layout.Layout.benchmark: {stage}/{job}.tsv, the job named as its log.
+    for stage, job, seconds, rss in (
+        ("data", "build_squad", "4.9012", "812.33"),
+        ("data", "build_nq", "0.3000", "NA"),
+        ("gear", "GeAR_qar", "62.5000", "3260.10"),
+        ("data", "build_paq", "1.0000", "300.00"),  # a job the log does not show
     ):
-        path = results / "benchmarks" / rule / f"{job}.tsv"
+        path = results / "benchmarks" / stage / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:04\t{rss}\t1\t1\t1\t0\t0\t50\t4.0\n")
     summary = bench.summarise_workflow(results, log_dir)
@@ -278,6 +280,8 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
     assert summary["rules"]["build_qa"]["wall_s"] == pytest.approx(5.2012)
     assert summary["rules"]["build_qa"]["max_rss_mb"] == pytest.approx(812.33)
     assert summary["rules"]["train_gear"]["stage"] == "gear"
+    assert summary["rules"]["data/build_paq"]["stage"] == "data"
+    assert summary["stages"]["data"]["jobs"] == 3 and summary["stages"]["gear"]["jobs"] == 1
     assert summary["peak_job_rss_mb"] == pytest.approx(3260.10)
     table = bench.workflow_markdown(summary)
     assert "| train_gear | gear | 1 | 62 |" in table
@@ -318,3 +322,30 @@ def test_mini_corpora_are_built_from_the_shipped_data(tmp_path):
     # RIR documents are long (200-500 tokens), passages short: the mix has both.
     mean_words = {name: np.mean([len(t.split()) for t in texts]) for name, texts in corpora.items()}
     assert mean_words["rir"] > 1.5 * mean_words["nq"]
+
+
+def test_run_measures_the_whole_process_tree(tmp_path, capsys):
+    """Two children holding ~60 MB each at once: the tree's peak is their sum, not the largest."""
+    import sys
+
+    hold = "import time; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    script = (
+        "import subprocess, sys; "
+        f"ps = [subprocess.Popen([sys.executable, '-c', {hold!r}]) for _ in range(2)]; [p.wait() for p in ps]"
+    )
+    out = tmp_path / "run.json"
+    bench.main(["run", "--interval", "0.05", "--json", str(out), "--", sys.executable, "-c", script])
+    measured = json.loads(out.read_text())
+    assert measured["returncode"] == 0 and measured["samples"] > 5
+    assert measured["peak_process_rss_mb"] >= 60
+    # Both children at once: the sum exceeds the largest process by about a whole other child.
+    assert measured["peak_tree_rss_mb"] >= 120
+    assert measured["peak_tree_rss_mb"] >= measured["peak_process_rss_mb"] + 55
+    assert measured["peak_processes"] == 3
+    assert "peak memory of the process tree" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as failed:
+        bench.main(["run", "--", sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed.value.code == 3
+    with pytest.raises(SystemExit, match="no command given"):
+        bench.main(["run"])
