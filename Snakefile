@@ -1,6 +1,6 @@
 # GeAR reproducibility suite: every table and figure of "GeAR: Generation Augmented Retrieval".
 #   snakemake --cores all reproduce_all                                  # embedded mini benchmark
-#   snakemake --cores all --configfile config/paper.yaml reproduce_all   # paper scale
+#   snakemake --cores all reproduce_all --configfile config/paper.yaml   # paper scale
 # The config is validated and every model resolved before any job runs (workflow/rules/common.smk).
 from snakemake.utils import min_version
 

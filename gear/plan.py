@@ -1,8 +1,9 @@
 """What a run needs before it starts: the models to resolve and the checks that fail early.
 
-The Snakefile calls :func:`check_run` while it plans the DAG, so a model that cannot be had, a
-registry name that does not exist or a data file that is missing fails before any job runs, with
-a message that names it and the fix.
+The Snakefile resolves the run's models with :func:`plan_models` while it plans the DAG and raises
+the collected error in its ``onstart`` handler, so a model that cannot be had fails a run before
+any job starts, with a message naming it and the fix, while a dry run (``snakemake -n``, which
+loads no model) still plans and only warns.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ def required_models(cfg: dict, entries: list[ModelEntry]) -> list[ModelNeed]:
     return needs
 
 
-def check_models(cfg: dict, entries: list[ModelEntry]) -> dict[str, str]:
-    """Resolve every required model; raise one error listing each that cannot be had.
+def plan_models(cfg: dict, entries: list[ModelEntry]) -> tuple[dict[str, str], ModelUnavailableError | None]:
+    """Resolve every required model, collecting the failures instead of raising.
 
     Returns:
-        model id -> local folder (or the hub id, where downloads are allowed).
+        (model id -> local folder, or the hub id where downloads are allowed; an unavailable
+        model maps to its own id) and one error listing every unavailable model, or None.
     """
     resolved, failures = {}, []
     for item in required_models(cfg, entries):
@@ -62,7 +64,22 @@ def check_models(cfg: dict, entries: list[ModelEntry]) -> dict[str, str]:
                 item.model, cfg["model_paths"], cfg["allow_downloads"], item.revision
             )
         except ModelUnavailableError as err:
+            resolved[item.model] = item.model
             failures.append(f"- needed by {item.purpose}: {err}")
     if failures:
-        raise ModelUnavailableError("models this run needs are unavailable:\n" + "\n".join(failures))
+        return resolved, ModelUnavailableError(
+            "models this run needs are unavailable:\n" + "\n".join(failures)
+        )
+    return resolved, None
+
+
+def check_models(cfg: dict, entries: list[ModelEntry]) -> dict[str, str]:
+    """Resolve every required model; raise one error listing each that cannot be had.
+
+    Returns:
+        model id -> local folder (or the hub id, where downloads are allowed).
+    """
+    resolved, error = plan_models(cfg, entries)
+    if error is not None:
+        raise error
     return resolved

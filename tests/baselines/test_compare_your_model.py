@@ -2,9 +2,9 @@
 
 The fixtures build what a user would: a model folder of their own (here the MiniLM weights saved
 with ``save_pretrained``), a registry with one extra entry, and a run config (config/mini.yaml)
-pointing at that registry and naming the model. Each test then checks one step of the recipe.
-Later steps (the entry's rows in Tables 1 and 2) reuse ``compare_run``: run the workflow on
-``compare_run.config_file`` and read the tables under ``compare_run.layout`` / reports_dir.
+pointing at that registry and naming the model. Each test checks one step of the recipe; the
+last runs the real workflow on ``compare_run.config_file`` and reads the entry's rows in Tables 1
+and 2.
 """
 
 from __future__ import annotations
@@ -115,3 +115,46 @@ def test_the_entry_builds_an_encoder_that_encodes(compare_run, minilm_reference)
             "cpu",
         ).fingerprint()
     )
+
+
+@pytest.mark.slow
+def test_the_entry_appears_in_tables_1_and_2_of_a_mini_run(compare_run, tmp_path):
+    """The whole recipe through the real workflow: build the mini data, evaluate, render.
+
+    The run works in a scratch folder that links the repository's config/ and data_prep/ (the
+    config's relative paths), so nothing is written or locked in the repository.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from gear.io import read_json
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for name in ("config", "data_prep"):
+        (workdir / name).symlink_to(REPO_ROOT / name)
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake), "--snakefile", str(REPO_ROOT / "Snakefile"), "--cores", "2"]
+    done = subprocess.run(
+        [*command, "table_1", "table_2", "--configfile", str(compare_run.config_file)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "rule train_gear" not in done.stderr  # only the models the run names
+
+    layout = compare_run.layout
+    for dataset in compare_run.config["evaluate"]["datasets"]:
+        mine = read_json(layout.eval_json(MY_MODEL, dataset, "retrieval"))
+        assert mine["model"] == MY_MODEL and 0.0 <= mine["metrics"]["R@5"] <= 1.0
+        assert layout.eval_json(MY_MODEL, dataset, "localization").is_file()
+    for table, task, metric in (("table_1", "retrieval", "R@5"), ("table_2", "localization", "R@1")):
+        rows = (layout.reports / f"{table}.md").read_text().splitlines()
+        mine = next(row for row in rows if row.startswith(f"| {MY_MODEL} |"))
+        value = read_json(layout.eval_json(MY_MODEL, "squad", task))["metrics"][metric]
+        # The first cell after the name is SQuAD's first metric: the model's value, no paper value.
+        assert mine.split("|")[2].strip() == f"{value:.3f} / —"

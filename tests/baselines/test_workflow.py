@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_snakemake(
-    tmp_path, cfg: dict, *targets: str, extra_env: dict | None = None
+    tmp_path, cfg: dict, *targets: str, extra_env: dict | None = None, dry_run: bool = True
 ) -> subprocess.CompletedProcess:
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(
@@ -38,7 +38,8 @@ def run_snakemake(
         "--configfile",
         str(config_file),
     ]
-    command += ["--dry-run", "--cores", "1", "--directory", str(tmp_path), *targets]
+    command += ["--dry-run"] if dry_run else []
+    command += ["--cores", "1", "--directory", str(tmp_path), *targets]
     env = dict(os.environ, HF_HUB_OFFLINE="1", **(extra_env or {}))
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
@@ -61,11 +62,25 @@ def test_retraining_rules_plan_one_gpu_job_per_model(run_config, tmp_path):
 
 
 def test_a_run_naming_a_hub_only_model_offline_fails_before_any_job(run_config, tmp_path):
+    from gear.layout import Layout
+
     run_config["registry"] = str(REPO_ROOT / "config" / "baselines.yaml")
-    run_config["evaluate"]["models"] = ["BGE"]
-    result = run_snakemake(tmp_path, run_config, extra_env={"HF_HUB_CACHE": str(tmp_path / "empty-cache")})
+    run_config["evaluate"]["models"] = ["BGE", "BGE_RT"]
+    layout = Layout.from_config(run_config)
+    write_triples(layout.train_triples("rir"))
+    target = str(layout.final_model("BGE_RT", "rir"))
+    offline = {"HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    result = run_snakemake(tmp_path, run_config, target, extra_env=offline, dry_run=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "needed by registry entry BGE" in output and "'BAAI/bge-base-en-v1.5'" in output
     assert "model_paths" in output and "allow_downloads" in output
-    assert "rule " not in output  # nothing was scheduled
+    assert "rule train_bge_rt:" not in output  # no job started
+    assert not layout.final_model("BGE_RT", "rir").exists()
+
+    # A dry run loads no model: it plans the same job and warns what a run would stop on.
+    planned = run_snakemake(tmp_path, run_config, target, extra_env=offline)
+    assert planned.returncode == 0, planned.stderr
+    output = planned.stdout + planned.stderr
+    assert "rule train_bge_rt:" in output
+    assert "a run (not a dry run) would stop here" in output and "needed by registry entry BGE" in output

@@ -7,11 +7,23 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from baselines.registry import load_registry, select_models
 from gear.config import validate_config
 from gear.layout import DATASETS, Layout, scenario_of
-from gear.plan import check_models
+from gear.plan import plan_models
 
 validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 L = Layout.from_config(config)
 REGISTRY = load_registry(config["registry"])
 MODELS = select_models(REGISTRY, config["evaluate"]["models"])
 EVAL_DATASETS = config["evaluate"]["datasets"]
-RESOLVED = check_models(config, MODELS)
+# Unavailable models stop a run before its first job (onstart); a dry run loads none, so it
+# plans the DAG and warns.
+RESOLVED, MODELS_UNAVAILABLE = plan_models(config, MODELS)
+if MODELS_UNAVAILABLE is not None:
+    print(
+        f"WARNING: a run (not a dry run) would stop here: {MODELS_UNAVAILABLE}",
+        file=sys.stderr,
+    )
+
+
+onstart:
+    if MODELS_UNAVAILABLE is not None:
+        raise MODELS_UNAVAILABLE
