@@ -1135,8 +1135,15 @@ def summarise_workflow(
     bench_root = Path(benchmarks) if benchmarks else results / "benchmarks"
     log_path = Path(snakemake_log) if snakemake_log else find_snakemake_log(log_dir, results)
     jobs, meta = parse_snakemake_log(log_path) if log_path else ([], {})
-    # A job's benchmark file and its log share the stage folder and the job name.
-    rule_of_job = {(job.stage, Path(job.log.split(",")[0].strip()).stem): job.rule for job in jobs}
+    # A job's benchmark file and its log share the stage folder and the job name. A later run of
+    # a few rules (a redrawn table) leaves the other jobs' files in place: their rules come from
+    # every log of the folder, oldest first so that newer ones win.
+    rule_of_job = {}
+    other_logs = sorted(Path(log_dir).glob("*.snakemake.log")) if Path(log_dir).is_dir() else []
+    for path in [*other_logs, *([log_path] if log_path else [])]:
+        logged = jobs if path == log_path else parse_snakemake_log(path)[0]
+        for job in logged:
+            rule_of_job[(job.stage, Path(job.log.split(",")[0].strip()).stem)] = job.rule
     rows = read_benchmark_files(bench_root) if bench_root.is_dir() else []
     if rows:
         source = f"benchmark files under {bench_root}"

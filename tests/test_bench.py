@@ -286,6 +286,24 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
     table = bench.workflow_markdown(summary)
     assert "| train_gear | gear | 1 | 62 |" in table
 
+    # A later run that redrew one table: the newest log, yet the other jobs keep their rules.
+    redraw = f"""Building DAG of jobs...
+[Wed Nov 25 11:00:00 2026]
+localrule table_1:
+    log: {results}/logs/reports/table_1.log
+    jobid: 1
+[Wed Nov 25 11:00:01 2026]
+Finished jobid: 1 (Rule: table_1)
+1 of 1 steps (100%) done
+"""
+    (log_dir / "2026-11-25T110000.000000.snakemake.log").write_text(redraw)
+    path = results / "benchmarks" / "reports" / "table_1.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_text(header + "0.5\t0:00:00\t80\t1\t1\t1\t0\t0\t50\t0.4\n")
+    summary = bench.summarise_workflow(results, log_dir)
+    assert summary["rules"]["table_1"]["stage"] == "reports"
+    assert summary["rules"]["build_qa"]["jobs"] == 2 and summary["rules"]["train_gear"]["jobs"] == 1
+
     (results / "benchmarks" / "broken").mkdir()
     (results / "benchmarks" / "broken" / "x.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(ValueError, match=r"x\.tsv:1"):
