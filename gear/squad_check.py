@@ -14,7 +14,8 @@ Not a benchmark: a check that the training signal is real on real text (the LM l
 decoder starts producing answer-like text, retrieval on unseen articles is shown beside MiniLM's
 own). MiniLM is already a strong SQuAD retriever, so a few hundred triples may leave its Recall@5
 where it was or below it. ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets
-the peak learning rate. The defaults take 10-15 minutes on two shared CPU cores.
+the peak learning rate, ``--init scratch`` starts from a small random BERT instead. The defaults
+take about 7 minutes on two CPU cores; BENCHMARKS.md holds measured per-epoch tables of both starts.
 """
 
 from __future__ import annotations
