@@ -189,7 +189,7 @@ Select jobs to execute...
 Execute 2 jobs...
 [Wed Nov 25 10:07:53 2026]
 localrule build_qa:
-    input: data_prep/mini/squad/dev-v1.1.json
+    input: data_prep/mini/squad/mini-dev.json
     output: {R}/data/squad/corpus.jsonl, {R}/data/squad/queries.jsonl
     log: {R}/logs/data/build_squad.log
     jobid: 3
