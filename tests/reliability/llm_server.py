@@ -5,15 +5,18 @@ counted across the server's life) with ``script[n - 1]``, or with ``after`` once
 used up. Actions:
 
 - ``ok``: a completion whose content is the first four long words of the sentence;
+- ``slow``: ``ok`` after 0.2 s (requests overlap: the log shows the client's concurrency);
 - ``timeout``: waits 2 s before answering (longer than the client's timeout);
-- ``500`` / ``503``: a server error; ``429``: rate limited, with ``Retry-After: 0``;
+- ``500`` / ``503``: a server error; ``429``: rate limited, with ``Retry-After: 0``; ``404``: no such
+  model (not worth retrying);
 - ``malformed``: HTTP 200 with a JSON body cut short; ``no_choices``: valid JSON without choices;
 - ``drop``: closes the connection without an answer;
 - ``hang``: never answers (a stuck server);
 - ``die``: the server process exits at once (a crash in the middle of a run).
 
-Every request is logged to a JSON Lines file as ``{"n", "action", "sentence"}`` before it is
-answered, so a test knows exactly what the client sent.
+Every request is logged to a JSON Lines file as ``{"n", "action", "sentence", "max_in_flight"}``
+before it is answered, so a test knows exactly what the client sent and how many requests it had
+open at most so far.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 script, after, log_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 lock = threading.Lock()
-count = [0]
+count, in_flight = [0], [0, 0]  # requests so far; open now, most open at once
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -57,8 +60,18 @@ class Handler(BaseHTTPRequestHandler):
             count[0] += 1
             n = count[0]
             action = script[n - 1] if n <= len(script) else after
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+            record = {"n": n, "action": action, "sentence": sentence, "max_in_flight": in_flight[1]}
             with open(log_path, "a") as log:
-                log.write(json.dumps({"n": n, "action": action, "sentence": sentence}) + "\n")
+                log.write(json.dumps(record) + "\n")
+        try:
+            self.answer(action, sentence)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    def answer(self, action, sentence):
         if action == "die":
             os._exit(1)
         if action == "hang":
@@ -68,6 +81,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if action == "timeout":
             time.sleep(2)
+        if action == "slow":
+            time.sleep(0.2)
+        if action == "404":
+            return self.reply(404, '{"error": "no such model"}')
         if action in ("500", "503"):
             return self.reply(int(action), '{"error": "overloaded"}')
         if action == "429":
