@@ -436,6 +436,19 @@ def _series(mapping: Mapping, where: str, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def epoch_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of two per-epoch series, NaN where it means nothing.
+
+    It is undefined for fewer than 3 points or a series that does not move; a metric that stays
+    put except for float rounding (a mean over the same queries) counts as not moving, so the
+    figure never prints a correlation computed from rounding noise.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 3 or np.allclose(x, x[0], rtol=0, atol=1e-9) or np.allclose(y, y[0], rtol=0, atol=1e-9):
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def draw_epoch_figure(
     data: Mapping,
     outputs: Sequence[str | os.PathLike],
@@ -464,7 +477,7 @@ def draw_epoch_figure(
     for i, ((g_name, g), (l_name, y)) in enumerate(pairs):
         x = g * 100.0
         color, marker = SERIES_COLORS[i % len(SERIES_COLORS)], SERIES_MARKERS[i % len(SERIES_MARKERS)]
-        r = np.corrcoef(x, y)[0, 1] if len(x) > 2 and np.std(x) > 0 and np.std(y) > 0 else np.nan
+        r = epoch_correlation(x, y)
         label = f"{l_name} vs {g_name}" + ("" if np.isnan(r) else f" (Pearson r = {r:.2f})")
         ax.plot(x, y, "-", color=color, alpha=0.55, lw=1.4, zorder=1)
         ax.scatter(

@@ -85,3 +85,14 @@ def test_figure_4c(tmp_path):
     _check_png_pdf(png, pdf, 9.0, 4.0)
     with pytest.raises(ValueError, match="layer_analysis is empty"):
         F.draw_layer_figure([], 5, [png], dpi=DPI)
+
+
+def test_epoch_correlation_only_where_both_series_move():
+    from gear.report.figures import epoch_correlation
+
+    assert epoch_correlation([0.0, 7.5, 7.7], [0.3, 0.5, 0.6]) == pytest.approx(
+        np.corrcoef([0.0, 7.5, 7.7], [0.3, 0.5, 0.6])[0, 1]
+    )
+    # A localization score that is constant up to rounding (a mean over the same 45 queries).
+    assert np.isnan(epoch_correlation([0.0, 7.5, 7.7], [1 / 45, 1 / 45 + 1e-15, 1 / 45 - 1e-15]))
+    assert np.isnan(epoch_correlation([0.0, 7.5], [0.3, 0.5]))  # two points
