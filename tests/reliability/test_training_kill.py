@@ -83,6 +83,18 @@ def train_command(setup: SimpleNamespace, out: Path) -> list[str]:
     ]
 
 
+def run_training(setup: SimpleNamespace, out: Path) -> subprocess.CompletedProcess:
+    """The training command, run to its end (no kill) in a child process."""
+    return subprocess.run(
+        [sys.executable, *train_command(setup, out)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+
+
 def weight_bytes(model_dir: Path) -> dict[str, bytes]:
     """Every tensor of a saved model as raw bytes (bitwise comparison; the safetensors header
     is left out: its metadata order varies from save to save)."""
@@ -134,14 +146,7 @@ def setup(tmp_path_factory, tiny_bert_path, _mini_config):
         settings=EvaluateSettings.from_config(_mini_config["evaluate"]),
     )
     reference = root / "reference"
-    done = subprocess.run(
-        [sys.executable, *train_command(setup, reference)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    done = run_training(setup, reference)
     assert done.returncode == 0, done.stderr[-3000:]
     setup.reference = reference / "model"
     setup.reference_metrics = retrieval_metrics(
@@ -195,14 +200,7 @@ def test_sigkill_at_a_random_step_resumes_bitwise(setup, tmp_path):
     complete = [step for step, whole in found.items() if whole]
     assert complete and min(complete) >= setup.every and max(complete) < setup.steps, (found, note)
 
-    again = subprocess.run(
-        [sys.executable, *train_command(setup, out)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    again = run_training(setup, out)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = re.search(r"resuming from \S+step_(\d+) at step (\d+)", again.stderr)
     assert resumed and int(resumed.group(1)) == max(complete), (again.stderr[-3000:], note)
@@ -234,14 +232,7 @@ def test_sigkill_during_a_checkpoint_write_falls_back_to_the_previous_one(setup,
         torch.load(partial / "state.pt", weights_only=True)
     assert not (out / "model").exists()
 
-    again = subprocess.run(
-        [sys.executable, *train_command(setup, out)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    again = run_training(setup, out)
     assert again.returncode == 0, again.stderr[-3000:]
     assert re.search(rf"resuming from \S+step_{dying_step - setup.every} at step", again.stderr), (
         again.stderr[-3000:]
