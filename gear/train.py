@@ -62,7 +62,8 @@ run's ``gear`` section), ``train_config.json`` (the resolved sections, variant, 
 fingerprint, processes) and ``train_log.jsonl`` (a line a minute, ``train.log_every_seconds``, and
 one per epoch with the epoch's mean losses over all processes).
 
-**Speed** (PERF-NOTES.md): bf16 autocast on CUDA (``train.precision``; CPU runs fp32), optional
+**Speed** (PERF-NOTES.md): bf16 on CUDA (``train.precision``: autocast, or bf16 weights with
+float32 master weights, gear.precision; CPU runs fp32), optional
 ``torch.compile`` of the transformer stacks (``train.compile``), fused attention and projections
 (gear.modeling), length-bucketed batches padded to few shapes (gear.data), pinned host memory and
 non-blocking copies, and no host synchronisation in a step: losses accumulate on the device and
@@ -88,6 +89,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,7 @@ from gear.data import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
 from gear.inference import LocalizationConfig
 from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
 from gear.modeling import GearModel, Stack, build_from_bert, mean_pool
+from gear.precision import StepPrecision, effective_precision
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ class TrainSection:
     cl_weight: float  # weight of L_CL
     optimizer: OptimizerSection
     schedule: ScheduleSection
-    precision: str  # bf16 (autocast on CUDA) | fp32
+    precision: str  # fp32 | bf16 (autocast) | bf16-master (bf16 weights, fp32 masters); CPU: fp32
     checkpoint_every_steps: int  # state checkpoint period in optimizer steps
     num_workers: int  # DataLoader worker processes
     compile: bool  # torch.compile the transformer stacks
@@ -307,10 +310,14 @@ class GearTrainingModule(nn.Module):
         return momentum, online
 
     @torch.no_grad()
-    def momentum_update(self) -> None:
-        """``m <- mu m + (1 - mu) theta`` for every momentum parameter, in one fused call."""
+    def momentum_update(self, precision: StepPrecision | None = None) -> None:
+        """``m <- mu m + (1 - mu) theta`` for every momentum parameter, in one fused call (on the
+        float32 masters when ``precision`` keeps bf16 weights, gear.precision)."""
         momentum, online = self._momentum_pairs
-        torch._foreach_lerp_(momentum, online, 1.0 - self.momentum)
+        if precision is not None:
+            precision.momentum_update(momentum, online, self.momentum)
+        else:
+            torch._foreach_lerp_(momentum, online, 1.0 - self.momentum)
 
     @torch.no_grad()
     def clamp_temperature(self) -> None:
@@ -410,10 +417,14 @@ def compile_stacks(training: GearTrainingModule) -> None:
         stack.compile(dynamic=None)
 
 
-def build_optimizer(module: nn.Module, opt: OptimizerSection, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; weight decay on matrices only (module docstring)."""
+def build_optimizer(
+    params: nn.Module | Iterable[Tensor], opt: OptimizerSection, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over the trainable tensors of ``params`` (a module's parameters, or the list of
+    :meth:`gear.precision.StepPrecision.optimizer_parameters`); weight decay on matrices only
+    (module docstring)."""
     decay, no_decay = [], []
-    for param in module.parameters():
+    for param in params.parameters() if isinstance(params, nn.Module) else params:
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -712,7 +723,8 @@ def train_gear(
     if this_rank == 0:
         log.info("GeAR from %s: %s", checkpoint, report.summary())
     training = GearTrainingModule(model, train, lm_loss).to(device)
-    optimizer = build_optimizer(training, train.optimizer, device)
+    precision = StepPrecision(training, effective_precision(train.precision, device), ("temperature",))
+    optimizer = build_optimizer(precision.optimizer_parameters(), train.optimizer, device)
 
     fingerprint = stable_hash(
         {
@@ -759,7 +771,8 @@ def train_gear(
     np.random.seed((seed + this_rank) % 2**32)  # noqa: NPY002
     if resumed is not None:
         step, payload = resumed
-        training.load_state_dict(payload["module"], strict=True)
+        with precision.fp32_weights():  # the checkpoint holds the float32 masters
+            training.load_state_dict(payload["module"], strict=True)
         training.queue_ptr = int(payload["queue_ptr"])
         optimizer.load_state_dict(payload["optimizer"])
         records = list(payload["log"])
@@ -792,20 +805,17 @@ def train_gear(
         model.config.decoder_start_token_id,
         model.config.eos_token_id,
     )
-    autocast = torch.autocast(
-        device_type=device.type,
-        dtype=torch.bfloat16,
-        enabled=device.type == "cuda" and train.precision == "bf16",
-    )
 
     def save_state() -> None:
         per_rank = _gather_objects({"rng": _rng_state(), "epoch_accumulator": epoch_acc.state()})
         if this_rank == 0:
             epoch, position = divmod(step, steps_per_epoch)
+            with precision.fp32_weights():
+                module_state = training.state_dict()
             store.save(
                 step,
                 {
-                    "module": training.state_dict(),
+                    "module": module_state,
                     "queue_ptr": training.queue_ptr,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": {"step": step, "total_steps": total_steps},
@@ -821,7 +831,7 @@ def train_gear(
         means = epoch_acc.means(reduce=True)
         if this_rank == 0:
             if not (kept_epochs / f"epoch_{epoch}").is_dir():
-                with atomic_dir(kept_epochs / f"epoch_{epoch}") as tmp:
+                with atomic_dir(kept_epochs / f"epoch_{epoch}") as tmp, precision.fp32_weights():
                     model.save_pretrained(tmp, tokenizer)
             _publish_epochs(kept_epochs, published_epochs)
             record = {"event": "epoch", "epoch": epoch, "step": step, **means}
@@ -856,7 +866,7 @@ def train_gear(
             alpha = alpha_at(step, steps_per_epoch, train.alpha, train.alpha_ramp_epochs)
             sync = contextlib.nullcontext() if last_micro or world == 1 else wrapped.no_sync()
             with sync:
-                with autocast:
+                with precision.autocast():
                     loss, stats, bank = wrapped(batch, alpha)
                 (loss / accumulation).backward()
             training.enqueue(*bank)
@@ -867,9 +877,11 @@ def train_gear(
             current_lr = learning_rate(step, total_steps, train.optimizer.lr, train.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = current_lr
+            precision.gradients_to_masters()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            training.momentum_update()
+            precision.masters_to_weights()
+            training.momentum_update(precision)
             training.clamp_temperature()
             step += 1
             progress.update(1)
@@ -908,7 +920,7 @@ def train_gear(
     final = out_root / "model"
     if this_rank == 0:
         _publish_epochs(kept_epochs, published_epochs)
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final) as tmp, precision.fp32_weights():
             model.save_pretrained(tmp, tokenizer)
             write_json(tmp / "gear_config.json", cfg["gear"])
             write_json(
