@@ -1,0 +1,59 @@
+"""Operator counts (gear.opcount): what a step dispatches, and what bf16-master saves."""
+
+from __future__ import annotations
+
+import torch
+
+from gear.opcount import count_operators
+
+
+def _linear_step(layer: torch.nn.Linear, x: torch.Tensor) -> None:
+    layer(x).float().sum().backward()
+
+
+def test_counts_forward_and_backward_operators():
+    layer = torch.nn.Linear(8, 4)
+    counts = count_operators(lambda: _linear_step(layer, torch.ones(3, 8)))
+    assert counts.by_name["aten.addmm"] == 1  # forward
+    assert counts.by_name.get("aten.mm", 0) >= 1  # backward: the weight gradient
+    assert counts.casts == 0
+    assert counts.total == sum(v for k, v in counts.by_name.items()) - counts.views
+    assert counts.top(1)[0][1] >= 1
+
+
+def test_autocast_casts_weights_that_bf16_weights_do_not_need():
+    layer = torch.nn.Linear(8, 4)
+    x = torch.ones(3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = count_operators(lambda: _linear_step(layer, x))
+    layer_bf16, x_bf16 = torch.nn.Linear(8, 4).to(torch.bfloat16), x.to(torch.bfloat16)
+    pure = count_operators(lambda: _linear_step(layer_bf16, x_bf16))
+    assert pure.casts == 2  # the explicit .float() of the output, and its gradient back to bf16
+    assert autocast.casts >= pure.casts + 3  # + input, weight and bias cast to bf16
+
+
+def test_bf16_master_step_dispatches_fewer_casts_than_autocast(mini_config):
+    from gear.bench import bench_config, random_training_batch
+    from gear.modeling import GearModel
+    from gear.precision import StepPrecision
+    from gear.train import GearTrainingModule, read_sections
+
+    cfg = bench_config("tiny", max_query_tokens=64, max_document_tokens=64, max_target_tokens=64)
+    counts = {}
+    for mode in ("bf16", "bf16-master"):
+        torch.manual_seed(0)
+        mini_config["train"]["queue_size"] = 8
+        training = GearTrainingModule(GearModel(cfg), read_sections(mini_config)[1], lm_loss=True)
+        precision = StepPrecision(training, mode, keep_fp32=("temperature",))
+        batch = random_training_batch(cfg, 2, 16, 64, 16, 0)
+
+        def forward_backward(training=training, precision=precision, batch=batch):
+            with precision.autocast():
+                loss, _, _ = training(batch, 0.4)
+            loss.backward()
+
+        counts[mode] = count_operators(forward_backward)
+    weights = sum(1 for p in training.parameters() if p.ndim == 2)
+    # autocast casts each matrix at least once; bf16 weights are never cast.
+    assert counts["bf16"].casts - counts["bf16-master"].casts >= weights
+    assert counts["bf16-master"].total < counts["bf16"].total
