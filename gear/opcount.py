@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 #: Operators that only re-describe memory (no kernel on any device).
@@ -51,6 +52,19 @@ VIEW_OPERATORS = frozenset(
     }
 )
 
+#: Operators that make the host wait for the device on CUDA: a value read back (``.item()``,
+#: ``float(t)``, ``if t:``) or an output whose size depends on the data.
+SYNC_OPERATORS = frozenset(
+    {
+        "aten._local_scalar_dense",
+        "aten.nonzero",
+        "aten.masked_select",
+        "aten._unique2",
+        "aten.unique_dim",
+        "aten.unique_consecutive",
+    }
+)
+
 
 @dataclass
 class OperatorCount:
@@ -61,12 +75,15 @@ class OperatorCount:
         total: calls of operators that are not views (about one kernel launch each on CUDA).
         casts: calls of ``aten._to_copy`` (dtype or device copies: what autocast adds).
         views: calls of view operators (no kernel).
+        host_syncs: calls of :data:`SYNC_OPERATORS` and indexing with a boolean mask (each
+            stalls the host on a CUDA device).
     """
 
     by_name: dict[str, int] = field(default_factory=dict)
     total: int = 0
     casts: int = 0
     views: int = 0
+    host_syncs: int = 0
 
     def top(self, n: int = 10) -> list[tuple[str, int]]:
         """The ``n`` most called operators that are not views."""
@@ -78,9 +95,15 @@ class _Counter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.calls: collections.Counter[str] = collections.Counter()
+        self.boolean_indexing = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls[str(func.overloadpacket)] += 1
+        name = str(func.overloadpacket)
+        self.calls[name] += 1
+        if name in ("aten.index", "aten.index_put_", "aten.index_put") and len(args) > 1:
+            # t[mask]: the kernel counts the mask's true entries first (a nonzero on CUDA).
+            if any(getattr(i, "dtype", None) == torch.bool for i in args[1] or ()):
+                self.boolean_indexing += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -100,4 +123,5 @@ def count_operators(fn: Callable[[], Any]) -> OperatorCount:
         total=sum(calls.values()) - views,
         casts=calls.get("aten._to_copy", 0),
         views=views,
+        host_syncs=sum(v for k, v in calls.items() if k in SYNC_OPERATORS) + counter.boolean_indexing,
     )

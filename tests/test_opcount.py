@@ -57,3 +57,38 @@ def test_bf16_master_step_dispatches_fewer_casts_than_autocast(mini_config):
     # autocast casts each matrix at least once; bf16 weights are never cast.
     assert counts["bf16"].casts - counts["bf16-master"].casts >= weights
     assert counts["bf16-master"].total < counts["bf16"].total
+
+
+def test_a_value_read_back_counts_as_a_host_sync():
+    x = torch.arange(6.0)
+    assert count_operators(lambda: x.sum()).host_syncs == 0
+    assert count_operators(lambda: x.sum().item()).host_syncs == 1
+    assert count_operators(lambda: x[x > 2]).host_syncs == 1  # data-dependent size
+
+
+def test_gear_training_step_never_waits_for_the_device(mini_config):
+    """gear.train's claim: no host synchronisation in a step (the optimizer's own aside)."""
+    from gear.bench import bench_config, random_training_batch
+    from gear.modeling import GearModel
+    from gear.precision import StepPrecision
+    from gear.train import GearTrainingModule, read_sections
+
+    mini_config["train"]["queue_size"] = 8
+    cfg = bench_config("tiny", max_query_tokens=64, max_document_tokens=64, max_target_tokens=64)
+    torch.manual_seed(0)
+    training = GearTrainingModule(GearModel(cfg), read_sections(mini_config)[1], lm_loss=True)
+    precision = StepPrecision(training, "bf16-master", keep_fp32=("temperature",))
+    batch = random_training_batch(cfg, 2, 16, 64, 16, 0)
+
+    def step():
+        with precision.autocast():
+            loss, _, bank = training(batch, 0.4)
+        loss.backward()
+        training.enqueue(*bank)
+        precision.gradients_to_masters()
+        precision.masters_to_weights()
+        training.momentum_update(precision)
+        training.clamp_temperature()
+
+    counts = count_operators(step)
+    assert counts.total > 500 and counts.host_syncs == 0
