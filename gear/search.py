@@ -1,4 +1,4 @@
-"""Encoding a corpus once, keeping it on disk, and searching it with FAISS (SPEC 6: inner product).
+"""Encoding a corpus once, keeping it on disk, and searching it exactly (SPEC 6: inner product).
 
 Embedding cache
     ``encode_texts(encoder, texts, cache_root)`` stores the vectors of ``texts`` under
@@ -18,11 +18,36 @@ Embedding cache
     metrics can see (the suite's choice; SPEC is silent).
 
 Search
-    Exact maximum inner product with ``faiss.IndexFlatIP`` (on the GPU when
-    ``faiss.get_num_gpus() > 0``). A corpus whose float32 vectors fit the RAM budget is searched
-    in one index; a larger one shard by shard, each shard's top ``depth`` merged into the running
-    top ``depth``. Results are put in a canonical order (score descending, then corpus position
-    ascending), so the two paths return the same ranking.
+    Exact maximum inner product (SPEC 6 says no more), by one of two backends. Which one runs is
+    the suite's choice, ``SearchSettings.backend``:
+
+    - ``"faiss"``: ``faiss.IndexFlatIP`` in float32, on the GPU when ``faiss.get_num_gpus() > 0``
+      (``use_gpu`` forces either way). A corpus whose float32 vectors fit ``ram_budget_bytes`` is
+      searched in one index; a larger one shard by shard, each shard's top ``depth`` merged into
+      the running top ``depth``.
+    - ``"torch"``: a matrix product and ``torch.topk`` on a torch device (``device``; default
+      CUDA when torch sees it, else the CPU). The vectors go to the device from the cache's
+      memory-mapped shards a slice at a time (the host never holds the corpus in float32), as
+      float16 on CUDA (the cache's own precision) and float32 elsewhere. A corpus that fits
+      ``device_budget_bytes`` (default: half the device's free memory on CUDA, ``ram_budget_bytes``
+      on the CPU) stays on the device and each query batch is scored against it block by block
+      (``score_block_bytes`` of scores at a time); a larger one is streamed through the device in
+      budget-sized slabs. Each block's top ``depth`` is merged into the running top ``depth`` on
+      the device, and each query batch comes back to the host in one copy.
+    - ``"auto"`` (default): FAISS on the GPU when FAISS has one (faiss-gpu); otherwise the torch
+      backend on CUDA when torch sees a CUDA device (the pip ``faiss-cpu`` the suite installs has
+      no GPU, so this is the usual path on a GPU machine); otherwise FAISS on the CPU.
+      Under ``auto``, ``use_gpu=True`` / ``False`` keeps its meaning (FAISS on the GPU / FAISS
+      on the CPU), and a ``device`` that is not CUDA (``"cpu"``) means FAISS on the CPU.
+
+    Both backends put their results in a canonical order (score descending, then corpus position
+    ascending, :func:`canonical_topk`), so every path returns the same ranking up to the score
+    precision. On CUDA the torch backend multiplies float16 queries by float16 vectors and keeps
+    float16 scores (about 3 significant digits, the cache's precision): documents whose scores
+    differ by less than that can swap places against the float32 FAISS path, and are ordered by
+    corpus position when their float16 scores are equal. Among documents whose scores are
+    exactly equal at the ``depth`` boundary, the FAISS paths keep the lowest positions; the torch
+    backend keeps the ones ``torch.topk`` picks (in the order above).
 
 Example:
     >>> store = encode_texts(encoder, [d.text for d in corpus], "results/mini/cache/embeddings")  # doctest: +SKIP
@@ -37,16 +62,27 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gear.encoding import TextEncoder
 from gear.io import DataFormatError, atomic_open, read_json, write_json
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = 1
+BACKENDS = ("auto", "faiss", "torch")
+#: Default share of a CUDA device's free memory the torch backend may fill with corpus vectors.
+DEVICE_BUDGET_FRACTION = 0.5
+#: Default size of one block of scores (queries x corpus rows) in the torch backend.
+SCORE_BLOCK_BYTES = {"cuda": 1 << 30, "other": 256 << 20}
+#: Corpus rows copied from the host to the device at a time (96 MiB of 768-d float16).
+UPLOAD_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -55,15 +91,81 @@ class SearchSettings:
 
     Attributes:
         shard_size: documents per cache shard (100k: a shard of 768-d float16 vectors is 150 MB).
-        ram_budget_bytes: a corpus whose float32 vectors exceed this is searched shard by shard.
-        query_batch_size: queries per FAISS search call.
-        use_gpu: True / False to force, None to use a GPU when FAISS reports one.
+        ram_budget_bytes: a corpus whose float32 vectors exceed this is searched shard by shard
+            (FAISS; also the torch backend's budget on the CPU).
+        query_batch_size: queries per FAISS search call / per matrix product of the torch backend.
+        use_gpu: FAISS on the GPU: True / False to force, None to use a GPU when FAISS reports one.
+        backend: ``"auto"``, ``"faiss"`` or ``"torch"`` (module docstring: which runs when).
+        device: the torch backend's device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); None: CUDA when
+            torch sees it, else the CPU.
+        device_budget_bytes: device memory the torch backend may fill with corpus vectors (float16
+            on CUDA, float32 elsewhere); a larger corpus is streamed through the device. None:
+            ``DEVICE_BUDGET_FRACTION`` of the free memory on CUDA, ``ram_budget_bytes`` elsewhere.
+            The score blocks and the queries come on top.
+        score_block_bytes: the torch backend's scores per matrix product (queries x corpus rows);
+            None: ``SCORE_BLOCK_BYTES`` (1 GiB on CUDA, 256 MiB elsewhere).
     """
 
     shard_size: int = 100_000
     ram_budget_bytes: int = 8 * 1024**3
     query_batch_size: int = 4096
     use_gpu: bool | None = None
+    backend: str = "auto"
+    device: str | None = None
+    device_budget_bytes: int | None = None
+    score_block_bytes: int | None = None
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"SearchSettings.backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}"
+            )
+        if self.use_gpu not in (None, True, False):
+            raise ValueError(f"SearchSettings.use_gpu must be None, True or False, got {self.use_gpu!r}")
+        for name in ("shard_size", "ram_budget_bytes", "query_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SearchSettings.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("device_budget_bytes", "score_block_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"SearchSettings.{name} must be positive or None, got {value!r}")
+        if self.device is not None:
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"SearchSettings.device must be a torch device such as 'cuda', 'cuda:1' or 'cpu', "
+                    f"got {self.device!r}"
+                ) from err
+
+
+@dataclass(frozen=True)
+class SearchBackend:
+    """The backend :func:`search` runs, as :func:`resolve_backend` chose it.
+
+    Attributes:
+        name: ``"faiss"`` or ``"torch"``.
+        gpu: FAISS on the GPU (FAISS only).
+        device: the torch device, e.g. ``"cuda"`` or ``"cpu"`` (torch only; None for FAISS).
+    """
+
+    name: str
+    gpu: bool = False
+    device: str | None = None
+
+    @property
+    def half(self) -> bool:
+        """Whether vectors, queries and scores are float16 (the torch backend on CUDA)."""
+        return self.name == "torch" and self.device is not None and self.device.startswith("cuda")
+
+    def describe(self) -> str:
+        """``"faiss IndexFlatIP"``, ``"torch fp16 on CUDA"``, ``"torch fp32 on CPU"``."""
+        if self.name == "faiss":
+            return "faiss IndexFlatIP"
+        where = "CUDA" if self.half else str(self.device).upper()
+        return f"torch {'fp16' if self.half else 'fp32'} on {where}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,19 +374,66 @@ def encode_texts(
 
 
 # --------------------------------------------------------------------------------------------
-# Search
+# Choosing the backend; the FAISS backend
 # --------------------------------------------------------------------------------------------
 
 
-def _gpu_wanted(use_gpu: bool | None) -> bool:
+def _faiss_gpus() -> int:
     import faiss
 
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def _gpu_wanted(use_gpu: bool | None) -> bool:
+    gpus = _faiss_gpus()
     if use_gpu and gpus == 0:
         raise RuntimeError(
             "use_gpu=True but FAISS sees no GPU: install faiss-gpu on a CUDA machine or set use_gpu=None"
         )
     return gpus > 0 if use_gpu is None else bool(use_gpu)
+
+
+def _torch_device(name: str | None) -> str:
+    """The torch backend's device: ``name``, or CUDA when torch sees it, else the CPU."""
+    import torch
+
+    device = torch.device(name if name is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"gear.search: the torch backend was asked for device {name!r}, but torch sees no CUDA "
+                "device (a CPU-only torch build, no GPU, or CUDA_VISIBLE_DEVICES hides it): set "
+                "SearchSettings(device='cpu') to search on the CPU, or backend='auto' (or device=None) to "
+                "let the suite choose"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"gear.search: device {name!r} does not exist, torch sees {torch.cuda.device_count()} CUDA "
+                "device(s): pick another index or set SearchSettings(device='cuda')"
+            )
+    return str(device)
+
+
+def resolve_backend(settings: SearchSettings) -> SearchBackend:
+    """The backend :func:`search` runs under ``settings`` (module docstring: the ``auto`` rule).
+
+    Raises:
+        RuntimeError: a GPU was asked for (``use_gpu=True``, a CUDA ``device``) and is not there.
+    """
+    if settings.backend == "faiss":
+        return SearchBackend("faiss", gpu=_gpu_wanted(settings.use_gpu))
+    if settings.backend == "torch":
+        return SearchBackend("torch", device=_torch_device(settings.device))
+    if settings.use_gpu is not None or _faiss_gpus() > 0:
+        return SearchBackend("faiss", gpu=_gpu_wanted(settings.use_gpu))
+    import torch
+
+    if settings.device is not None:
+        if torch.device(settings.device).type == "cuda":
+            return SearchBackend("torch", device=_torch_device(settings.device))
+    elif torch.cuda.is_available():
+        return SearchBackend("torch", device=_torch_device(None))
+    return SearchBackend("faiss", gpu=False)
 
 
 def _flat_index(vectors: Sequence[np.ndarray], dim: int, gpu: bool):
@@ -332,6 +481,223 @@ def canonical_topk(scores: np.ndarray, ids: np.ndarray, depth: int) -> tuple[np.
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
+# --------------------------------------------------------------------------------------------
+# The torch backend
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_dtype(device: torch.device) -> torch.dtype:
+    """float16 on CUDA (the cache's precision, tensor-core products), float32 elsewhere."""
+    import torch
+
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def device_budget(settings: SearchSettings, device: torch.device) -> int:
+    """Bytes of corpus vectors the torch backend may keep on ``device`` (``device_budget_bytes``).
+
+    On CUDA the default counts PyTorch's cached but unused blocks as free: the allocator reuses them.
+    """
+    if settings.device_budget_bytes is not None:
+        return settings.device_budget_bytes
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(DEVICE_BUDGET_FRACTION * (free + cached))
+    return settings.ram_budget_bytes
+
+
+def torch_corpus_fits(count: int, dim: int, settings: SearchSettings, device: torch.device) -> bool:
+    """Whether the torch backend keeps the whole corpus on ``device`` (else it streams slabs)."""
+    return count * dim * _torch_dtype(device).itemsize <= device_budget(settings, device)
+
+
+def _score_block_rows(settings: SearchSettings, device: torch.device, batch: int, itemsize: int) -> int:
+    """Corpus rows per matrix product, so that ``batch`` x rows scores fill ``score_block_bytes``."""
+    budget = settings.score_block_bytes or SCORE_BLOCK_BYTES["cuda" if device.type == "cuda" else "other"]
+    rows = budget // (max(1, batch) * itemsize)
+    return max(1, rows - rows % 64 if rows >= 128 else rows)
+
+
+def _upload_rows(
+    shards: Sequence[tuple[int, np.ndarray]],
+    start: int,
+    end: int,
+    dim: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Rows ``start:end`` of the corpus made of ``shards`` (``(offset, rows)``) as a ``dtype`` tensor on ``device``.
+
+    Copied ``UPLOAD_ROWS`` rows at a time: the host holds one slice (in the shard's own float16
+    or float32), never the whole range, and the conversion to ``dtype`` happens on the device.
+    """
+    import torch
+
+    out = torch.empty((end - start, dim), dtype=dtype, device=device)
+    for offset, shard in shards:
+        low, high = max(start, offset), min(end, offset + len(shard))
+        for first in range(low, high, UPLOAD_ROWS):
+            last = min(high, first + UPLOAD_ROWS)
+            # np.array: a writable, contiguous copy of the slice (torch will not wrap a read-only memmap)
+            host = np.array(shard[first - offset : last - offset])
+            if host.dtype != np.float16:
+                host = host.astype(np.float32, copy=False)
+            out[first - start : last - start].copy_(torch.from_numpy(host))
+    return out
+
+
+def _merge_block_topk(
+    queries: torch.Tensor,
+    slab: torch.Tensor,
+    slab_start: int,
+    run_scores: torch.Tensor,
+    run_ids: torch.Tensor,
+    depth: int,
+    block_rows: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge the top ``depth`` of ``queries`` against the corpus rows in ``slab`` into a running top.
+
+    ``slab`` holds corpus positions ``slab_start ...``; it is scored ``block_rows`` rows at a
+    time, each block's ``torch.topk`` merged into ``run_scores`` (float32) / ``run_ids`` (int64,
+    ``-1`` for empty slots). All on the device, nothing is copied to the host (no host sync).
+    """
+    import torch
+
+    for first in range(0, len(slab), block_rows):
+        block = slab[first : first + block_rows]
+        top_scores, top_ids = torch.topk(queries @ block.T, min(depth, len(block)), dim=1, sorted=False)
+        scores = torch.cat((run_scores, top_scores.float()), dim=1)
+        ids = torch.cat((run_ids, top_ids + (slab_start + first)), dim=1)
+        run_scores, pick = torch.topk(scores, depth, dim=1, sorted=False)
+        run_ids = torch.gather(ids, 1, pick)
+    return run_scores, run_ids
+
+
+def _empty_top(rows: int, depth: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    return (
+        torch.full((rows, depth), -torch.inf, dtype=torch.float32, device=device),
+        torch.full((rows, depth), -1, dtype=torch.int64, device=device),
+    )
+
+
+def _host_top(rows: int, depth: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Host buffers for the results (page-locked on CUDA, so the copies back need no host sync)."""
+    import torch
+
+    pin = device.type == "cuda"
+    return (
+        torch.empty((rows, depth), dtype=torch.float32, pin_memory=pin),
+        torch.empty((rows, depth), dtype=torch.int64, pin_memory=pin),
+    )
+
+
+def _finish(device: torch.device) -> None:
+    """Wait for the device's queued work (the copies back to the host)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def torch_search_resident(
+    matrix: torch.Tensor, queries: np.ndarray, depth: int, settings: SearchSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``depth`` of ``queries`` against a corpus held on the device (not yet canonical).
+
+    Args:
+        matrix: ``(count, dim)`` corpus vectors on the device (:func:`_upload_rows`).
+        queries: ``(n, dim)`` float32 query vectors, cast to ``matrix.dtype`` on the device.
+        depth: results per query.
+        settings: ``query_batch_size``, ``score_block_bytes``.
+
+    Returns:
+        ``(scores, ids)``, float32 and int64 ``(n, depth)`` numpy arrays, in no particular order
+        within a row; put them through :func:`canonical_topk`.
+    """
+    import torch
+
+    device, n, batch = matrix.device, len(queries), settings.query_batch_size
+    block_rows = _score_block_rows(settings, device, min(batch, n), matrix.element_size())
+    with torch.inference_mode():
+        q = _upload_rows([(0, queries)], 0, n, queries.shape[1], device, matrix.dtype)
+        host_scores, host_ids = _host_top(n, depth, device)
+        for first in range(0, n, batch):
+            last = min(n, first + batch)
+            top_scores, top_ids = _merge_block_topk(
+                q[first:last], matrix, 0, *_empty_top(last - first, depth, device), depth, block_rows
+            )
+            host_scores[first:last].copy_(top_scores, non_blocking=True)
+            host_ids[first:last].copy_(top_ids, non_blocking=True)
+        _finish(device)
+    return host_scores.numpy(), host_ids.numpy()
+
+
+def _torch_search(
+    shards: Sequence[tuple[int, np.ndarray]],
+    count: int,
+    dim: int,
+    queries: np.ndarray,
+    depth: int,
+    settings: SearchSettings,
+    device_name: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The torch backend: the corpus resident on the device when it fits, else streamed in slabs."""
+    import torch
+
+    device = torch.device(device_name)
+    dtype = _torch_dtype(device)
+    budget = device_budget(settings, device)
+    with torch.inference_mode():
+        if count * dim * dtype.itemsize <= budget:
+            matrix = _upload_rows(shards, 0, count, dim, device, dtype)
+            return torch_search_resident(matrix, queries, depth, settings)
+        slab_rows = max(1, budget // (dim * dtype.itemsize))
+        log.info(
+            "corpus of %d x %d exceeds the device budget (%d bytes): streaming it through %s in slabs of %d rows",
+            count,
+            dim,
+            budget,
+            device,
+            slab_rows,
+        )
+        from tqdm.auto import tqdm
+
+        n, batch = len(queries), settings.query_batch_size
+        block_rows = _score_block_rows(settings, device, min(batch, n), dtype.itemsize)
+        q = _upload_rows([(0, queries)], 0, n, dim, device, dtype)
+        best_scores, best_ids = _empty_top(n, depth, device)
+        for slab_start in tqdm(range(0, count, slab_rows), desc="search slabs", unit="slab"):
+            slab = _upload_rows(shards, slab_start, min(count, slab_start + slab_rows), dim, device, dtype)
+            for first in range(0, n, batch):
+                last = min(n, first + batch)
+                best_scores[first:last], best_ids[first:last] = _merge_block_topk(
+                    q[first:last],
+                    slab,
+                    slab_start,
+                    best_scores[first:last],
+                    best_ids[first:last],
+                    depth,
+                    block_rows,
+                )
+            del slab  # before the next slab is uploaded: one slab on the device at a time
+        host_scores, host_ids = _host_top(n, depth, device)
+        for first in range(0, n, batch):
+            host_scores[first : first + batch].copy_(best_scores[first : first + batch], non_blocking=True)
+            host_ids[first : first + batch].copy_(best_ids[first : first + batch], non_blocking=True)
+        _finish(device)
+    return host_scores.numpy(), host_ids.numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------------
+
+
 def search(
     store: EmbeddingStore | np.ndarray,
     queries: np.ndarray,
@@ -344,11 +710,14 @@ def search(
         store: the corpus vectors: an :class:`EmbeddingStore` or a ``(count, dim)`` array.
         queries: ``(n, dim)`` float32 query vectors.
         depth: results per query.
-        settings: RAM budget, batch size, GPU choice.
+        settings: backend, device, memory budgets, batch size.
 
     Returns:
         ``(scores, ids)``, each ``(n, depth)``: float32 inner products and int64 corpus positions,
         best first; ``-1`` / ``-inf`` fill the slots a corpus smaller than ``depth`` leaves empty.
+
+    Raises:
+        RuntimeError: the settings ask for a GPU (``use_gpu=True``, a CUDA ``device``) that is not there.
     """
     settings = settings or SearchSettings()
     if depth < 1:
@@ -358,8 +727,15 @@ def search(
     queries = np.asarray(queries, dtype=np.float32)
     if queries.ndim != 2 or queries.shape[1] != dim:
         raise ValueError(f"queries of shape {queries.shape} do not match {dim}-d corpus vectors")
-    gpu = _gpu_wanted(settings.use_gpu)
+    backend = resolve_backend(settings)
     count = sum(len(shard) for _, shard in shards)
+    log.info(
+        "exact search of %d queries in %d x %d vectors: %s", len(queries), count, dim, backend.describe()
+    )
+    if backend.name == "torch":
+        scores, ids = _torch_search(shards, count, dim, queries, depth, settings, str(backend.device))
+        return canonical_topk(scores, ids, depth)
+    gpu = backend.gpu
     if count * dim * 4 <= settings.ram_budget_bytes:
         index = _flat_index([shard for _, shard in shards], dim, gpu)
         scores, ids = _search_index(index, queries, depth, settings.query_batch_size)

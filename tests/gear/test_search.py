@@ -1,4 +1,5 @@
-"""FAISS search against brute force, shard-by-shard search, the embedding cache and TREC run files."""
+"""FAISS search against brute force, shard-by-shard search, the torch backend against FAISS, the
+embedding cache and TREC run files."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from gear import search as search_module
 from gear.encoding import TextEncoder, l2_normalise
 from gear.search import (
     MANIFEST,
     EmbeddingStore,
+    SearchBackend,
     SearchSettings,
     cache_dir_for,
     encode_texts,
     read_run,
+    resolve_backend,
     search,
     texts_hash,
     write_run,
@@ -91,9 +96,13 @@ def _random_unit(n: int, d: int, seed: int) -> np.ndarray:
     return l2_normalise(np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32))
 
 
+# FAISS whatever the machine: on a CUDA machine without faiss-gpu, "auto" is the torch backend
+FAISS = SearchSettings(backend="faiss")
+
+
 def test_faiss_search_equals_brute_force():
     corpus, queries = _random_unit(500, 32, 0), _random_unit(40, 32, 1)
-    scores, ids = search(corpus, queries, depth=10)
+    scores, ids = search(corpus, queries, depth=10, settings=FAISS)
     full = queries @ corpus.T
     expected = np.argsort(-full, axis=1, kind="stable")[:, :10]
     assert np.array_equal(ids, expected)
@@ -102,7 +111,7 @@ def test_faiss_search_equals_brute_force():
 
 def test_depth_beyond_corpus_leaves_empty_slots():
     corpus, queries = _random_unit(3, 8, 0), _random_unit(2, 8, 1)
-    scores, ids = search(corpus, queries, depth=5)
+    scores, ids = search(corpus, queries, depth=5, settings=FAISS)
     assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
     assert sorted(ids[0, :3].tolist()) == [0, 1, 2]
 
@@ -112,9 +121,14 @@ def test_shard_by_shard_search_equals_one_shot(tmp_path):
     queries = _random_unit(25, 16, 3)
     store = _store_from_vectors(tmp_path, vectors, shard_size=50)
     assert len(store.shards) == 5 and len(store) == 230
-    one_shot = search(store, queries, depth=12, settings=SearchSettings(ram_budget_bytes=1 << 30))
+    one_shot = search(
+        store, queries, depth=12, settings=SearchSettings(backend="faiss", ram_budget_bytes=1 << 30)
+    )
     sharded = search(
-        store, queries, depth=12, settings=SearchSettings(ram_budget_bytes=1000, query_batch_size=7)
+        store,
+        queries,
+        depth=12,
+        settings=SearchSettings(backend="faiss", ram_budget_bytes=1000, query_batch_size=7),
     )
     assert np.array_equal(one_shot[1], sharded[1])
     assert np.allclose(one_shot[0], sharded[0])
@@ -128,8 +142,150 @@ def test_ties_are_ordered_by_corpus_position_in_both_paths(tmp_path):
     store = _store_from_vectors(tmp_path, vectors, shard_size=4)
     query = vectors[:1]
     for budget in (1 << 30, 10):
-        _, ids = search(store, query, depth=5, settings=SearchSettings(ram_budget_bytes=budget))
+        _, ids = search(
+            store, query, depth=5, settings=SearchSettings(backend="faiss", ram_budget_bytes=budget)
+        )
         assert ids[0].tolist() == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ torch backend
+
+TORCH_CPU = SearchSettings(backend="torch", device="cpu")
+RESIDENT = SearchSettings(backend="torch", device="cpu", device_budget_bytes=1 << 30)
+
+
+def _streamed(**overrides) -> SearchSettings:
+    """The torch backend on the CPU with budgets so small that it streams slabs of a few rows,
+    scores a few rows at a time and runs several query batches."""
+    return SearchSettings(
+        backend="torch", device="cpu", device_budget_bytes=900, score_block_bytes=7 * 4 * 5, **overrides
+    )
+
+
+def test_torch_backend_equals_faiss_on_one_array():
+    corpus, queries = _random_unit(500, 32, 0), _random_unit(40, 32, 1)
+    faiss_scores, faiss_ids = search(corpus, queries, depth=10, settings=FAISS)
+    scores, ids = search(corpus, queries, depth=10, settings=TORCH_CPU)
+    assert scores.dtype == np.float32 and ids.dtype == np.int64 and ids.shape == (40, 10)
+    assert np.array_equal(ids, faiss_ids)
+    assert np.allclose(scores, faiss_scores, atol=1e-5)
+
+
+def test_torch_backend_equals_faiss_on_a_sharded_store_resident_and_streamed(tmp_path):
+    vectors = _random_unit(230, 16, 2)
+    queries = _random_unit(25, 16, 3)
+    store = _store_from_vectors(tmp_path, vectors, shard_size=50)
+    faiss_scores, faiss_ids = search(store, queries, depth=12, settings=FAISS)
+    assert search_module.torch_corpus_fits(230, 16, RESIDENT, torch.device("cpu"))
+    assert not search_module.torch_corpus_fits(230, 16, _streamed(), torch.device("cpu"))
+    # streamed: slabs of 14 rows (900 // 64 bytes), which cut across the 50-row shards
+    for settings in (RESIDENT, _streamed(query_batch_size=7)):
+        scores, ids = search(store, queries, depth=12, settings=settings)
+        assert np.array_equal(ids, faiss_ids), settings
+        assert np.allclose(scores, faiss_scores, atol=1e-5), settings
+
+
+def test_torch_backend_depth_beyond_corpus_leaves_empty_slots(tmp_path):
+    corpus, queries = _random_unit(3, 8, 0), _random_unit(2, 8, 1)
+    store = _store_from_vectors(tmp_path, corpus, shard_size=2)
+    faiss_scores, faiss_ids = search(store, queries, depth=5, settings=FAISS)
+    for settings in (RESIDENT, _streamed()):
+        scores, ids = search(store, queries, depth=5, settings=settings)
+        assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+        assert np.array_equal(ids, faiss_ids)
+        assert np.allclose(scores[:, :3], faiss_scores[:, :3], atol=1e-5)
+
+
+def test_torch_backend_orders_equal_documents_canonically(tmp_path):
+    vectors = np.tile(_random_unit(1, 8, 4), (9, 1))  # nine identical documents
+    store = _store_from_vectors(tmp_path, vectors, shard_size=4)
+    for settings in (RESIDENT, _streamed()):
+        scores, ids = search(store, vectors[:1], depth=5, settings=settings)
+        # which five of the nine is torch.topk's pick; their order is score desc, then position asc
+        assert len(set(ids[0].tolist())) == 5 and set(ids[0].tolist()) <= set(range(9))
+        for (s1, i1), (s2, i2) in zip(zip(scores[0], ids[0]), zip(scores[0][1:], ids[0][1:])):
+            assert s1 > s2 or (s1 == s2 and i1 < i2)
+        assert np.allclose(scores, scores[0, 0], atol=1e-6)
+
+
+def _assert_close_to_fp32(found, reference, exact: np.ndarray, top: int = 10) -> None:
+    """``found`` (a float16 search) against ``reference`` (float32): scores within 1e-2 and the
+    same documents in the top ``top``, except where two documents' exact scores are so close that
+    float16 rounding may order them either way."""
+    (scores, ids), (ref_scores, ref_ids) = found, reference
+    assert scores.dtype == np.float32 and ids.dtype == np.int64
+    assert np.allclose(scores[:, :top], ref_scores[:, :top], atol=1e-2)
+    differ = ids[:, :top] != ref_ids[:, :top]
+    assert differ.mean() < 0.1, f"{differ.sum()} of {differ.size} ids differ"
+    found_exact = np.take_along_axis(exact, ids[:, :top], axis=1)
+    ref_exact = np.take_along_axis(exact, ref_ids[:, :top], axis=1)
+    assert np.allclose(found_exact, ref_exact, atol=2e-3), "a differing id is not a near tie"
+
+
+def test_float16_arithmetic_of_the_cuda_path_on_the_cpu(tmp_path, monkeypatch):
+    """The CUDA path's float16 products and merges, run on the CPU (torch does float16 there too)."""
+    vectors, queries = _random_unit(2000, 64, 7), _random_unit(60, 64, 8)
+    store = _store_from_vectors(tmp_path, vectors, shard_size=300)
+    reference = search(store, queries, depth=20, settings=TORCH_CPU)
+    monkeypatch.setattr(search_module, "_torch_dtype", lambda device: torch.float16)
+    exact = queries @ store.to_array().T
+    for settings in (RESIDENT, _streamed(query_batch_size=16)):
+        _assert_close_to_fp32(search(store, queries, depth=20, settings=settings), reference, exact)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_float16_search_agrees_with_cpu_float32(tmp_path):
+    vectors, queries = _random_unit(20_000, 128, 9), _random_unit(300, 128, 10)
+    store = _store_from_vectors(tmp_path, vectors, shard_size=3_000)
+    reference = search(store, queries, depth=50, settings=TORCH_CPU)
+    exact = queries @ store.to_array().T
+    assert resolve_backend(SearchSettings()) in (
+        SearchBackend("torch", device="cuda"),
+        SearchBackend("faiss", gpu=True),  # faiss-gpu installed: FAISS keeps the GPU
+    )
+    resident = SearchSettings(backend="torch", device="cuda")
+    assert search_module.torch_corpus_fits(20_000, 128, resident, torch.device("cuda"))
+    streamed = SearchSettings(
+        backend="torch", device="cuda", device_budget_bytes=4_000 * 128 * 2, query_batch_size=128
+    )
+    for settings in (resident, streamed):
+        found = search(store, queries, depth=50, settings=settings)
+        _assert_close_to_fp32(found, reference, exact)
+
+
+def test_invalid_backend_settings_fail_clearly():
+    with pytest.raises(ValueError, match=r"SearchSettings\.backend .*'faiss'.*'gpu'"):
+        SearchSettings(backend="gpu")
+    with pytest.raises(ValueError, match=r"SearchSettings\.device"):
+        SearchSettings(backend="torch", device="tpu:x")
+    with pytest.raises(ValueError, match=r"SearchSettings\.device_budget_bytes"):
+        SearchSettings(device_budget_bytes=0)
+
+
+def test_torch_on_cuda_without_cuda_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
+    monkeypatch.setattr(search_module, "_faiss_gpus", lambda: 0)  # and with the pip faiss-cpu
+    corpus, queries = _random_unit(20, 8, 0), _random_unit(2, 8, 1)
+    with pytest.raises(RuntimeError, match=r"no CUDA device.*device='cpu'"):
+        search(corpus, queries, depth=3, settings=SearchSettings(backend="torch", device="cuda"))
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        search(corpus, queries, depth=3, settings=SearchSettings(device="cuda"))  # auto, CUDA asked for
+
+
+def test_auto_picks_faiss_gpu_then_torch_on_cuda_then_faiss_cpu(monkeypatch):
+    monkeypatch.setattr(search_module, "_faiss_gpus", lambda: 0)  # pip faiss-cpu
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_backend(SearchSettings()) == SearchBackend("faiss", gpu=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend(SearchSettings()) == SearchBackend("torch", device="cuda")
+    assert resolve_backend(SearchSettings()).describe() == "torch fp16 on CUDA"
+    assert resolve_backend(SearchSettings(device="cpu")) == SearchBackend("faiss", gpu=False)
+    assert resolve_backend(SearchSettings(use_gpu=False)) == SearchBackend("faiss", gpu=False)
+    assert resolve_backend(SearchSettings(backend="faiss")) == SearchBackend("faiss", gpu=False)
+    assert resolve_backend(TORCH_CPU).describe() == "torch fp32 on CPU"
+    monkeypatch.setattr(search_module, "_faiss_gpus", lambda: 1)  # faiss-gpu
+    assert resolve_backend(SearchSettings()) == SearchBackend("faiss", gpu=True)
 
 
 class _ArrayEncoder(TextEncoder):

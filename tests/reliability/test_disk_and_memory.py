@@ -273,14 +273,14 @@ del warm
 start = data_bytes()
 resource.setrlimit(resource.RLIMIT_DATA, (start + BUDGET_MB * 2**20, resource.RLIM_INFINITY))
 store = encode_texts(NumberedEncoder(DIM), Numbered(), root, shard_size=SHARD)
-scores, ids = search(store, queries, 10, SearchSettings(ram_budget_bytes=16 * 2**20))
+scores, ids = search(store, queries, 10, SearchSettings(ram_budget_bytes=16 * 2**20, backend="faiss"))
 try:
-    search(store, queries, 10, SearchSettings(ram_budget_bytes=2**40))
+    search(store, queries, 10, SearchSettings(ram_budget_bytes=2**40, backend="faiss"))
     one_index = "fitted"
 except MemoryError as err:
     one_index = f"MemoryError: {err}"
 resource.setrlimit(resource.RLIMIT_DATA, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-scores_all, ids_all = search(store, queries, 10, SearchSettings(ram_budget_bytes=2**40))
+scores_all, ids_all = search(store, queries, 10, SearchSettings(ram_budget_bytes=2**40, backend="faiss"))
 print(json.dumps({
     "budget_mb": BUDGET_MB,
     "corpus_float32_mb": N * DIM * 4 / 2**20,
