@@ -5,9 +5,13 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
 - **train**: one GeAR training step as ``gear.train.train_gear`` runs it, at bert-base size
   (``--size base``: random init from a default ``transformers.BertConfig``, no download) or a tiny
   size for CI: :class:`gear.train.GearTrainingModule` (encoders, momentum encoders, feature queues,
-  ITC with soft targets, fusion pass, decoder, LM loss) under the trainer's bf16 autocast, the
-  trainer's AdamW (:func:`gear.train.build_optimizer`, fused on CUDA), enqueue, momentum update
-  and temperature clamp, optionally the trainer's ``torch.compile`` of the five stacks. Input:
+  ITC with soft targets, fusion pass, decoder, LM loss) in the trainer's precision
+  (:class:`gear.precision.StepPrecision`, ``--dtype``: bf16 autocast, bf16 weights with float32
+  masters, or fp32), the trainer's AdamW (:func:`gear.train.build_optimizer`, fused on CUDA),
+  enqueue, momentum update and temperature clamp, optionally the trainer's ``torch.compile`` of
+  the five stacks. One more, untimed step runs under :func:`gear.opcount.count_operators`: the
+  operators per step (about one kernel launch each on CUDA), casts and host synchronisations
+  go into ``details.operators_per_step``. Input:
   random token ids of fixed lengths (query 32, target 32 tokens; document 192 for QAR-like, 512
   for RIR-like input), no padding, as in the plain-PyTorch baseline of PERF-NOTES.md. The loop
   body is the trainer's, written out here because ``train_gear`` keeps it inline (no function
@@ -20,10 +24,13 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   corpus sizes of SPEC §2 (RIR 2,315,413, PAQ 1M, TriviaQA 104,160, NQ 64,501, SQuAD 20,239
   documents), so 2/3 are RIR documents of 200-500 tokens and 1/3 are 100-word passages. Two
   figures: end to end (tokenising included), and the model alone on pre-tokenised batches.
-- **search**: exact inner-product search by :mod:`gear.search` (FAISS ``IndexFlatIP``, on GPU
-  when FAISS has one) over random unit vectors stored float16 as the embedding cache stores
-  them, index build and search timed apart; optionally (``--backend torch``) the reference the
-  PERF-NOTES baseline measured: an fp16 matrix product and ``torch.topk`` on the device.
+- **search**: exact inner-product search by :mod:`gear.search`, with the backend ``search()``
+  itself would pick (``--suite-backend auto``: FAISS ``IndexFlatIP`` on the GPU when FAISS has
+  one, else gear.search's torch backend, fp16 product and top-k on CUDA, else FAISS on the CPU;
+  the row's name says which ran) over random unit vectors stored float16 as the embedding cache
+  stores them, index build (copy to the device) and search timed apart; optionally (``--backend
+  torch``) the reference the PERF-NOTES baseline measured: an fp16 matrix product and
+  ``torch.topk`` on the device.
 - **workflow**: per-rule and per-stage wall time and peak memory of a Snakemake run, from the
   rules' ``benchmark:`` files (``R/benchmarks/{stage}/{job}.tsv``, ``gear.layout.Layout.benchmark``;
   each job's rule is read from the Snakemake log, whose log path has the same stage and job
@@ -84,11 +91,15 @@ import torch
 
 from gear.config import REPO_ROOT
 from gear.modeling import GearConfig, GearModel
+from gear.opcount import count_operators
+from gear.precision import StepPrecision
 
 log = logging.getLogger(__name__)
 
 #: bf16 dense matrix peak of one H100 80GB, measured (8192^3 product) in PERF-NOTES.md.
 H100_BF16_PEAK_TFLOPS = 784.0
+#: ``--dtype`` of ``train`` (``train.precision``'s values) -> the dtype column of a result.
+PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16 autocast", "bf16-master": "bf16 weights, fp32 masters"}
 #: Paper-scale corpus sizes (SPEC §2): the weights of the realistic length mix.
 PAPER_CORPUS_DOCUMENTS = {
     "squad": 20_239,
@@ -437,7 +448,8 @@ def bench_train(
         run_cfg: a run config; its ``train`` section gives the queue size, momentum, optimizer
             and variants (``config/paper.yaml``: two 57,600-entry queues).
         size: ``base`` or ``tiny`` (:data:`SIZES`).
-        device, dtype: ``bf16`` runs the trainer's autocast; ``fp32`` none.
+        device, dtype: ``train.precision`` of the step (gear.precision): ``bf16`` (autocast),
+            ``bf16-master`` (bf16 weights, float32 masters) or ``fp32``; applied on any device.
         batch, document_tokens, query_tokens, target_tokens: the input shape.
         steps, warmup: timed and untimed optimizer steps.
         variant: a key of ``train.variants`` (GeAR or GeAR_CL).
@@ -467,7 +479,8 @@ def bench_train(
     torch.manual_seed(seed)
     model = GearModel(cfg)
     training = GearTrainingModule(model, train, lm_loss).to(device)
-    optimizer = build_optimizer(training, train.optimizer, device)
+    precision = StepPrecision(training, dtype, keep_fp32=("temperature",))
+    optimizer = build_optimizer(precision.optimizer_parameters(), train.optimizer, device)
     if compile_stacks:  # as train_gear does with train.compile
         compile_gear_stacks(training)
     # Two batches alternate, so no step sees the same input twice in a row; pinned host memory
@@ -478,7 +491,6 @@ def bench_train(
     ]
     if device.type == "cuda":
         host_batches = [{k: v.pin_memory() for k, v in b.items()} for b in host_batches]
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     alpha = train.alpha  # the value after the ramp; the cost does not depend on it
     losses: list[dict[str, torch.Tensor]] = []
     training.train()
@@ -487,15 +499,17 @@ def bench_train(
         # gear.train.train_gear's loop body with gradient_accumulation 1 and one process.
         data = {k: v.to(device, non_blocking=True) for k, v in host_batches[i % 2].items()}
         data["doc_keys"] = data["doc_keys"] + i * batch  # fresh documents every step
-        with autocast:
+        with precision.autocast():
             loss, stats, bank = training(data, alpha)
         loss.backward()
         training.enqueue(*bank)
         for group in optimizer.param_groups:
             group["lr"] = train.optimizer.lr
+        precision.gradients_to_masters()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        training.momentum_update()
+        precision.masters_to_weights()
+        training.momentum_update(precision)
         training.clamp_temperature()
         losses.append(stats)
 
@@ -512,6 +526,18 @@ def bench_train(
         device,
     )
     timing = timed_loop(step, steps, warmup, device)
+    operators = None
+    if not compile_stacks:  # a dispatch mode around compiled code would only recompile it
+        # One more step, untimed, under the operator counter (gear.opcount): about one kernel
+        # launch per operator on CUDA, the figure PERF-NOTES found the step bound by.
+        counts = count_operators(lambda: step(warmup + steps))
+        operators = {
+            "total": counts.total,
+            "casts": counts.casts,
+            "host_syncs": counts.host_syncs,
+            "views": counts.views,
+            "top": counts.top(8),
+        }
     last = losses[-1]
     cl_loss = float(last["cl"])
     lm_loss_value = float(last["lm_sum"] / last["lm_tokens"]) if "lm_sum" in last else None
@@ -533,6 +559,7 @@ def bench_train(
         "queue_size": train.queue_size,
         "variant": variant,
         "compile": compile_stacks,
+        "operators_per_step": operators,
         "last_losses": {"cl": cl_loss, "lm": lm_loss_value},
         "size": size,
         "architecture": {
@@ -554,7 +581,7 @@ def bench_train(
         value=details["examples_per_s"],
         unit="examples/s",
         device=device_name(device),
-        dtype=f"{dtype} autocast" if dtype == "bf16" else dtype,
+        dtype=PRECISION_LABELS[dtype],
         batch=batch,
         lengths=f"query {query_tokens}, document {document_tokens}, target {target_tokens}",
         mfu=_mfu(tflops, peak_tflops),
@@ -830,6 +857,7 @@ def bench_search(
     device: torch.device | None = None,
     query_batch: int | None = None,
     seed: int = 0,
+    suite_backend: str = "auto",
 ) -> list[BenchResult]:
     """Queries per second of exact top-``depth`` inner-product search over ``corpus_size`` vectors.
 
@@ -837,12 +865,15 @@ def bench_search(
         corpus_size, dim: the corpus (random unit vectors, stored float16 like the cache).
         queries: query vectors to search (random unit vectors).
         depth: results per query (``evaluate.retrieval.depth``).
-        backends: ``suite`` (:mod:`gear.search`: FAISS ``IndexFlatIP``, GPU when FAISS has one)
-            and/or ``torch`` (the PERF-NOTES reference: fp16 product and ``torch.topk`` on
-            ``device``; fp32 on CPU).
-        device: where the torch reference runs (default CPU).
+        backends: ``suite`` (:mod:`gear.search` with the backend ``search()`` picks, see
+            ``suite_backend``) and/or ``torch`` (the PERF-NOTES reference: fp16 product and
+            ``torch.topk`` on ``device``; fp32 on CPU).
+        device: where the torch reference runs (default CPU), and ``SearchSettings.device`` of
+            the suite (None: gear.search's default, CUDA when available).
         query_batch: queries per FAISS call / per product (default: SearchSettings' 4,096 for
-            FAISS; for torch what keeps the score block near 4 GB).
+            the suite; for the reference what keeps the score block near 4 GB).
+        suite_backend: ``SearchSettings.backend`` of the suite: ``auto`` (what the workflow
+            runs), ``faiss`` or ``torch``.
 
     Returns:
         one result per backend (``details`` holds the first query's top-10 ids, to compare).
@@ -853,7 +884,7 @@ def bench_search(
     results = []
     for backend in backends:
         if backend == "suite":
-            result = _search_suite(corpus, query_vectors, depth, query_batch)
+            result = _search_suite(corpus, query_vectors, depth, query_batch, suite_backend, device)
         elif backend == "torch":
             result = _search_torch(corpus, query_vectors, depth, device or torch.device("cpu"), query_batch)
         else:
@@ -864,47 +895,86 @@ def bench_search(
 
 
 def _search_suite(
-    corpus: np.ndarray, queries: np.ndarray, depth: int, query_batch: int | None
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    depth: int,
+    query_batch: int | None,
+    backend: str = "auto",
+    device: torch.device | None = None,
 ) -> BenchResult:
-    """gear.search's path for a corpus within its RAM budget, index build and search timed apart.
+    """gear.search's path for a corpus that fits its memory budget, index build and search timed apart.
 
-    :func:`gear.search.search` builds the index and searches in one call; its three steps are
-    called here one by one (``_flat_index``, ``_search_index``, ``canonical_topk``) so that the
-    build (a copy to the GPU) does not blur the search rate.
+    The backend is the one :func:`gear.search.search` picks under the same settings
+    (:func:`gear.search.resolve_backend`). ``search()`` builds and searches in one call; its steps
+    are called here one by one so that the build (a copy to the device) does not blur the search
+    rate: FAISS ``_flat_index``, ``_search_index``, ``canonical_topk``; torch ``_upload_rows``,
+    ``torch_search_resident``, ``canonical_topk``.
     """
-    import faiss
-
     from gear import search as search_module
 
-    settings = search_module.SearchSettings(**({"query_batch_size": query_batch} if query_batch else {}))
+    settings = search_module.SearchSettings(
+        **({"query_batch_size": query_batch} if query_batch else {}),
+        backend=backend,
+        device=None if device is None else str(device),
+    )
+    chosen = search_module.resolve_backend(settings)
     count, dim = corpus.shape
-    if count * dim * 4 > settings.ram_budget_bytes:
-        raise ValueError(
-            f"{count} x {dim} float32 exceeds gear.search's RAM budget ({settings.ram_budget_bytes} bytes): "
-            "search() would go shard by shard; not benchmarked here"
-        )
-    gpu = search_module._gpu_wanted(settings.use_gpu)
-    if not gpu and torch.cuda.is_available():
-        log.warning("FAISS has no GPU support here (faiss-cpu): gear.search runs on the CPU")
-    started = time.perf_counter()
-    index = search_module._flat_index([corpus], dim, gpu)
-    build_s = time.perf_counter() - started
-    search_module._search_index(index, queries[:64], depth, settings.query_batch_size)  # warm-up
-    started = time.perf_counter()
-    scores, ids = search_module._search_index(index, queries, depth, settings.query_batch_size)
-    scores, ids = search_module.canonical_topk(scores, ids, depth)
-    search_s = time.perf_counter() - started
-    where = "faiss GPU" if gpu else f"faiss CPU, {faiss.omp_get_max_threads()} threads"
-    device_text = f"{torch.cuda.get_device_name(0)} ({where})" if gpu else f"CPU {cpu_model()} ({where})"
+    details: dict[str, Any] = {"backend": chosen.describe()}
+    if chosen.name == "torch":
+        where = torch.device(chosen.device)
+        if not search_module.torch_corpus_fits(count, dim, settings, where):
+            raise ValueError(
+                f"{count} x {dim} vectors exceed gear.search's device budget "
+                f"({search_module.device_budget(settings, where)} bytes): search() would stream them "
+                "through the device; not benchmarked here"
+            )
+        dtype = search_module._torch_dtype(where)
+        synchronize(where)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            matrix = search_module._upload_rows([(0, corpus)], 0, count, dim, where, dtype)
+        synchronize(where)
+        build_s = time.perf_counter() - started
+        # warm-up: a full query batch (cuBLAS handle and kernel choice, allocator growth)
+        search_module.torch_search_resident(matrix, queries[: settings.query_batch_size], depth, settings)
+        started = time.perf_counter()
+        scores, ids = search_module.torch_search_resident(matrix, queries, depth, settings)  # ends synced
+        scores, ids = search_module.canonical_topk(scores, ids, depth)
+        search_s = time.perf_counter() - started
+        del matrix
+        device_text = f"{device_name(where)} (gear.search torch)"
+        dtype_text = f"{'fp16' if chosen.half else 'fp32'} (cache fp16)"
+        details["device_budget_bytes"] = search_module.device_budget(settings, where)
+    else:
+        import faiss
+
+        if count * dim * 4 > settings.ram_budget_bytes:
+            raise ValueError(
+                f"{count} x {dim} float32 exceeds gear.search's RAM budget ({settings.ram_budget_bytes} bytes): "
+                "search() would go shard by shard; not benchmarked here"
+            )
+        gpu = chosen.gpu
+        started = time.perf_counter()
+        index = search_module._flat_index([corpus], dim, gpu)
+        build_s = time.perf_counter() - started
+        search_module._search_index(index, queries[:64], depth, settings.query_batch_size)  # warm-up
+        started = time.perf_counter()
+        scores, ids = search_module._search_index(index, queries, depth, settings.query_batch_size)
+        scores, ids = search_module.canonical_topk(scores, ids, depth)
+        search_s = time.perf_counter() - started
+        where = "faiss GPU" if gpu else f"faiss CPU, {faiss.omp_get_max_threads()} threads"
+        device_text = f"{torch.cuda.get_device_name(0)} ({where})" if gpu else f"CPU {cpu_model()} ({where})"
+        dtype_text = "fp32 (cache fp16)"
     return BenchResult(
-        benchmark="search exact (gear.search, faiss IndexFlatIP)",
+        benchmark=f"search exact (gear.search, {chosen.describe()})",
         value=len(queries) / search_s,
         unit="queries/s",
         device=device_text,
-        dtype="fp32 (cache fp16)",
+        dtype=dtype_text,
         batch=settings.query_batch_size,
         lengths="",
         details={
+            **details,
             "index_build_s": round(build_s, 3),
             "search_s": round(search_s, 3),
             "end_to_end_queries_per_s": len(queries) / (build_s + search_s),
@@ -1262,9 +1332,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument(
         "--dtype",
-        choices=["bf16", "fp32"],
+        choices=sorted(PRECISION_LABELS),
         default=None,
-        help="training precision (default bf16 on CUDA, fp32 on CPU)",
+        help="training precision, train.precision's values (default bf16 on CUDA, fp32 on CPU)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch and FAISS CPU threads (default 2)")
     parser.add_argument(
@@ -1336,7 +1406,13 @@ def _add_search(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["suite", "torch", "both"],
         default=None,
-        help="default: both on CUDA, suite on CPU",
+        help="suite (gear.search), torch (the PERF-NOTES reference) or both; default: both on CUDA, suite on CPU",
+    )
+    parser.add_argument(
+        "--suite-backend",
+        choices=["auto", "faiss", "torch"],
+        default="auto",
+        help="gear.search's backend for the suite row (default auto: what the workflow runs)",
     )
     parser.add_argument("--query-batch", type=int, default=None, help="queries per search call")
 
@@ -1385,11 +1461,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _peak(args: argparse.Namespace, device: torch.device, dtype: str) -> float | None:
     if args.peak_tflops is None:
-        return H100_BF16_PEAK_TFLOPS if device.type == "cuda" and dtype == "bf16" else None
+        return H100_BF16_PEAK_TFLOPS if device.type == "cuda" and dtype.startswith("bf16") else None
     if args.peak_tflops == "measure":
         peak = measure_matmul_peak(
             device,
-            torch.bfloat16 if dtype == "bf16" else torch.float32,
+            torch.bfloat16 if dtype.startswith("bf16") else torch.float32,
             size=8192 if device.type == "cuda" else 2048,
         )
         print(f"measured {dtype} matrix peak on {device_name(device)}: {peak:.1f} TFLOP/s", flush=True)
@@ -1492,6 +1568,7 @@ def _run_search(args, device, run_cfg) -> list[BenchResult]:
         device=device,
         query_batch=args.query_batch,
         seed=args.seed,
+        suite_backend=args.suite_backend,
     )
     for result in results:
         _emit(result)

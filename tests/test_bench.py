@@ -93,8 +93,9 @@ def test_benchmark_step_makes_the_trainers_calls_in_order():
     """bench_train writes out train_gear's loop body: both must make these calls in this order."""
     from gear.train import train_gear
 
-    calls = [", alpha)", ".backward()", "enqueue(*bank)", "optimizer.step()", "zero_grad(set_to_none=True)"]
-    calls += ["momentum_update()", "clamp_temperature()"]
+    calls = [", alpha)", ".backward()", "enqueue(*bank)", "gradients_to_masters()", "optimizer.step()"]
+    calls += ["zero_grad(set_to_none=True)", "masters_to_weights()", "momentum_update(precision)"]
+    calls += ["clamp_temperature()"]
     for source in (inspect.getsource(train_gear), inspect.getsource(bench.bench_train)):
         positions = [source.find(call) for call in calls]
         assert all(p >= 0 for p in positions), dict(zip(calls, positions, strict=True))
@@ -127,6 +128,24 @@ def test_train_tiny(paper_config):
     assert math.isfinite(details["last_losses"]["cl"])
     row = result.markdown_row()
     assert row.startswith("| ") and "train GeAR (tiny)" in row and "document 16" in row
+    operators = details["operators_per_step"]
+    assert operators["total"] > 100 and operators["host_syncs"] >= 0 and operators["top"]
+
+
+def test_train_tiny_in_each_precision_counts_what_bf16_weights_save(paper_config):
+    results = {
+        dtype: bench.bench_train(
+            paper_config, size="tiny", device=CPU, dtype=dtype, batch=2, document_tokens=16, steps=1
+        )
+        for dtype in ("bf16", "bf16-master")
+    }
+    assert results["bf16"].dtype == "bf16 autocast"
+    assert results["bf16-master"].dtype == "bf16 weights, fp32 masters"
+    for result in results.values():
+        assert math.isfinite(result.details["last_losses"]["cl"])
+        assert result.details["last_losses"]["lm"] == pytest.approx(math.log(30_523), rel=0.1)
+    autocast, master = (results[k].details["operators_per_step"] for k in ("bf16", "bf16-master"))
+    assert master["casts"] < autocast["casts"] and master["total"] < autocast["total"]
 
 
 def test_train_rejects_a_batch_the_queue_cannot_hold(paper_config):
