@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
+import gear.inference
+from gear.data import DOCUMENT_PAD_MULTIPLE, TEXT_PAD_MULTIPLE, encode_texts
+from gear.encoding import length_sorted_order
 from gear.inference import (
+    TOKENIZER_THREAD_NAME,
     GearEncoder,
     LocalizationConfig,
+    _tokenised_batches,
     beam_search,
     generate,
     greedy_decode,
@@ -164,3 +172,203 @@ def test_gear_encoder_embeddings(tiny_gear_path):
     assert queries.shape == (1, 32)
     assert encoder.fingerprint() == GearEncoder(tiny_gear_path, device="cpu").fingerprint()
     assert encoder.fingerprint().startswith("gear:")
+
+
+# --------------------------------------------------------------------------------------------
+# GearEncoder's encoding path: tokenising ahead in a thread, vectors kept on the device
+# --------------------------------------------------------------------------------------------
+TEXTS = [
+    DOCUMENT,
+    DOCUMENT[:50],
+    "short text",
+    "who were the normans?",
+    DOCUMENT[100:],
+    "a",
+    DOCUMENT + " " + DOCUMENT,
+    "Normandy",
+    DOCUMENT[:120],
+    "Their language was later replaced by French.",
+    "x y z",
+    DOCUMENT[30:90],
+]
+
+
+class TokenizerFailure(RuntimeError):
+    pass
+
+
+class CountingTokenizer:
+    """The real tokenizer, counting calls and their threads; raises on call ``fail_on`` (1-based)."""
+
+    def __init__(self, inner, fail_on: int | None = None):
+        self.inner, self.fail_on = inner, fail_on
+        self.threads: list[str] = []
+
+    def __call__(self, *args, **kwargs):
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) == self.fail_on:
+            raise TokenizerFailure(f"tokenizer failed on call {self.fail_on}")
+        return self.inner(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def producer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == TOKENIZER_THREAD_NAME]
+
+
+def reference_vectors(encoder: GearEncoder, texts, batch_size: int, queries: bool) -> np.ndarray:
+    """The encoding path before prefetching: tokenise, embed and copy to the host batch by batch."""
+    cfg = encoder.model.config
+    max_length = cfg.max_query_tokens if queries else cfg.max_document_tokens
+    multiple = TEXT_PAD_MULTIPLE if queries else DOCUMENT_PAD_MULTIPLE
+    embed = encoder.model.embed_queries if queries else encoder.model.embed_documents
+    out = np.zeros((len(texts), cfg.hidden_size), dtype=np.float32)
+    order = length_sorted_order([len(t) for t in texts])
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = encode_texts(encoder.tokenizer, [texts[i] for i in rows], max_length, multiple)
+        batch = {key: value.to(encoder.device) for key, value in batch.items()}
+        cuda = encoder.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(encoder.device.type, torch.bfloat16, enabled=cuda):
+            out[rows] = embed(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
+    return out
+
+
+@pytest.fixture()
+def encoder(tiny_gear_path):
+    return GearEncoder(tiny_gear_path, device="cpu")
+
+
+@pytest.mark.parametrize("group_texts", [1, 5, 1024])
+@pytest.mark.parametrize("batch_size", [1, 4, 5, 32])
+def test_tokenised_batches_are_encode_texts_batches(tiny, batch_size, group_texts):
+    _, tokenizer = tiny
+    order = length_sorted_order([len(t) for t in TEXTS])
+    batches = list(
+        _tokenised_batches(
+            tokenizer, TEXTS, order, batch_size, 32, DOCUMENT_PAD_MULTIPLE, group_texts, pin=False
+        )
+    )
+    assert [start for start, _ in batches] == list(range(0, len(TEXTS), batch_size))
+    for start, batch in batches:
+        expected = encode_texts(
+            tokenizer, [TEXTS[i] for i in order[start : start + batch_size]], 32, DOCUMENT_PAD_MULTIPLE
+        )
+        assert batch.keys() == expected.keys()
+        for key in expected:
+            assert batch[key].dtype == expected[key].dtype and batch[key].is_contiguous()
+            assert torch.equal(batch[key], expected[key]), (start, key)
+
+
+@pytest.mark.parametrize("queries", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 4, 5, 32])  # 12 texts: divides, does not, one batch
+def test_prefetch_gives_the_sequential_vectors(encoder, batch_size, queries):
+    encode = encoder.encode_queries if queries else encoder.encode_documents
+    reference = reference_vectors(encoder, TEXTS, batch_size, queries)
+    for group in (1024, 3):  # one tokenizer call for all; several, not whole batches
+        encoder.tokenize_group = group
+        encoder.prefetch = True
+        ahead = encode(TEXTS, batch_size=batch_size)
+        encoder.prefetch = False
+        inline = encode(TEXTS, batch_size=batch_size)
+        assert ahead.dtype == np.float32 and ahead.shape == (len(TEXTS), encoder.model.config.hidden_size)
+        assert np.array_equal(ahead, inline) and np.array_equal(ahead, reference)
+    assert not producer_threads()
+
+
+def test_vectors_reach_the_host_in_chunks(encoder, monkeypatch):
+    # a device buffer of 3 vectors: with batches of 2 it is flushed after every batch
+    monkeypatch.setattr(gear.inference, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4)
+    expected = reference_vectors(encoder, TEXTS, 2, queries=False)
+    for batch_size in (2, 5):  # 5: one batch per buffer
+        assert np.array_equal(
+            encoder.encode_documents(TEXTS, batch_size=batch_size),
+            reference_vectors(encoder, TEXTS, batch_size, queries=False),
+        )
+    assert np.array_equal(encoder.encode_documents(TEXTS, batch_size=2), expected)
+
+
+def test_tokenising_runs_in_the_producer_thread_only_with_prefetch(encoder):
+    counting = encoder.tokenizer = CountingTokenizer(encoder.tokenizer)
+    encoder.tokenize_group = 4
+    encoder.encode_documents(TEXTS, batch_size=2)
+    assert counting.threads == [TOKENIZER_THREAD_NAME] * 4  # groups of 2 (first), 4, 4, 2 texts
+    counting.threads.clear()
+    encoder.prefetch = False
+    encoder.encode_documents(TEXTS, batch_size=2)
+    assert counting.threads == [threading.current_thread().name] * 4
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_empty_input(encoder, prefetch):
+    encoder.prefetch = prefetch
+    for vectors in (encoder.encode_documents([]), encoder.encode_queries([], batch_size=3)):
+        assert vectors.shape == (0, 32) and vectors.dtype == np.float32
+    assert not producer_threads()
+
+
+@pytest.mark.parametrize("fail_on", [1, 3])
+def test_a_tokenizer_error_reaches_the_caller(encoder, fail_on):
+    encoder.tokenizer = CountingTokenizer(encoder.tokenizer, fail_on=fail_on)
+    encoder.tokenize_group = 2  # one batch per tokenizer call: 6 calls
+    with pytest.raises(TokenizerFailure, match=f"tokenizer failed on call {fail_on}") as raised:
+        encoder.encode_documents(TEXTS, batch_size=2)
+    # the original traceback: it ends in the wrapper's __call__, run by the producer thread
+    assert raised.traceback[-1].name == "__call__"
+    assert encoder.tokenizer.threads[-1] == TOKENIZER_THREAD_NAME
+    assert not producer_threads()
+    encoder.tokenizer = encoder.tokenizer.inner  # the encoder still works afterwards
+    assert np.array_equal(
+        encoder.encode_documents(TEXTS, batch_size=2), reference_vectors(encoder, TEXTS, 2, False)
+    )
+
+
+def test_a_model_error_stops_the_producer(encoder, monkeypatch):
+    calls = []
+    embed = encoder.model.embed_documents
+
+    def failing(input_ids, attention_mask):
+        calls.append(len(input_ids))
+        if len(calls) == 2:
+            time.sleep(0.3)  # the producer fills the bounded queue and blocks on it
+            raise MemoryError("out of memory (simulated)")
+        return embed(input_ids, attention_mask)
+
+    monkeypatch.setattr(encoder.model, "embed_documents", failing)
+    counting = encoder.tokenizer = CountingTokenizer(encoder.tokenizer)
+    encoder.tokenize_group = 1  # queue of 2 batches; 12 batches of 1 text
+    with pytest.raises(MemoryError, match="simulated"):
+        encoder.encode_documents(TEXTS, batch_size=1)
+    assert calls == [1, 1]
+    assert not producer_threads()
+    assert len(counting.threads) == 5  # 2 consumed, 2 queued, 1 held by the blocked put: then it stopped
+    encoder.tokenizer = counting.inner
+    monkeypatch.undo()
+    assert np.array_equal(
+        encoder.encode_documents(TEXTS, batch_size=1), reference_vectors(encoder, TEXTS, 1, False)
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_encoding_pins_batches_and_matches_the_reference(tiny_gear_path, tiny, monkeypatch):
+    _, tokenizer = tiny
+    order = length_sorted_order([len(t) for t in TEXTS])
+    batches = list(_tokenised_batches(tokenizer, TEXTS, order, 4, 32, DOCUMENT_PAD_MULTIPLE, 8, pin=True))
+    assert all(value.is_pinned() for _, batch in batches for value in batch.values())
+    encoder = GearEncoder(tiny_gear_path, device="cuda")
+    for batch_size in (4, 5):
+        reference = reference_vectors(encoder, TEXTS, batch_size, queries=False)
+        ahead = encoder.encode_documents(TEXTS, batch_size=batch_size)
+        encoder.prefetch = False
+        inline = encoder.encode_documents(TEXTS, batch_size=batch_size)
+        encoder.prefetch = True
+        assert ahead.dtype == np.float32 and np.array_equal(ahead, inline)
+        np.testing.assert_allclose(ahead, reference, atol=1e-6)
+    monkeypatch.setattr(gear.inference, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4)
+    np.testing.assert_allclose(
+        encoder.encode_queries(TEXTS, batch_size=2), reference_vectors(encoder, TEXTS, 2, True), atol=1e-6
+    )
+    assert not producer_threads()
