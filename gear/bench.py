@@ -540,9 +540,8 @@ def bench_train(
     if not compile_stacks:  # a dispatch mode around compiled code would only recompile it
         # One more step, untimed, under the operator counter (gear.opcount): about one kernel
         # launch per operator on CUDA, the figure PERF-NOTES found the step bound by. The
-        # forward and backward alone are counted too: on a CPU the optimizer is PyTorch's
-        # per-parameter AdamW (a dozen operators and a .item() per parameter), on CUDA one
-        # fused kernel, so only the model's share compares across devices.
+        # forward and backward alone are counted too: the model's share, which does not depend
+        # on how the optimizer and the momentum update are implemented on a device.
         def forward_backward() -> None:
             data = {k: v.to(device, non_blocking=True) for k, v in host_batches[0].items()}
             with precision.autocast():

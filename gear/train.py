@@ -32,7 +32,9 @@ the same global batch (``tests/gear/test_train.py`` checks this with two process
 processes`` (each micro-step enqueues one global micro-batch; gradient accumulation does not
 change it), so a batch never wraps around the queue's end. Checked at start with a clear error.
 
-**Optimizer**: AdamW (``train.optimizer``; fused on CUDA). Weight decay applies to matrices
+**Optimizer**: AdamW (``train.optimizer``; PyTorch's fused kernel on CUDA and CPU: one pass over
+the parameters instead of a dozen operators per tensor, 38 ms instead of 300-500 ms a step for
+the mini model on 2 cores). Weight decay applies to matrices
 (linear and embedding weights) only; biases, LayerNorm gains and the temperature are not decayed,
 as in BERT's recipe: shrinking a gain or an offset towards zero is not regularisation. (BLIP
 decays every parameter; the paper does not say; this is the suite's choice.) **Schedule**
@@ -429,7 +431,7 @@ def build_optimizer(
             (decay if param.ndim >= 2 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(
-        groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=device.type == "cuda" or None
+        groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=device.type in ("cuda", "cpu") or None
     )
 
 
