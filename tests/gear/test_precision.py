@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,10 +56,12 @@ def _section(train_cfg):
     return read_sections({"seed": 0, "gear": gear_cfg, "train": train_cfg})[1]
 
 
-def _step(training, precision, optimizer, batch, lr):
-    """The trainer's step (gear.train.train_gear's loop body, one micro-batch)."""
+def _step(wrapped, precision, optimizer, batch, lr, training=None):
+    """The trainer's step (gear.train.train_gear's loop body, one micro-batch); ``wrapped`` is the
+    training module or its DDP wrapper (then ``training`` is the module)."""
+    training = training or wrapped
     with precision.autocast():
-        loss, stats, bank = training(batch, 0.4)
+        loss, stats, bank = wrapped(batch, 0.4)
     loss.backward()
     training.enqueue(*bank)
     precision.gradients_to_masters()
@@ -174,3 +177,71 @@ def test_bf16_master_training_resumes_bitwise_and_saves_float32(
     epochs = [json.loads(line) for line in (final / "train_log.jsonl").read_text().splitlines()]
     losses = [r["lm_loss"] for r in epochs if r["event"] == "epoch"]
     assert len(losses) == 2 and all(0 < v < 20 for v in losses)
+
+
+def _ddp_master_worker(
+    rank: int, world: int, init_file: str, tiny_bert_path: str, payload_path: str, out_dir: str
+):
+    import os
+
+    import torch.distributed as dist
+
+    from gear.train import _no_buffer_sync
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        payload = torch.load(payload_path)
+        training, _ = tiny_module(Path(tiny_bert_path), payload["train_cfg"], with_tokenizer=False)
+        precision = StepPrecision(training, "bf16-master", keep_fp32=("temperature",))
+        optimizer = build_optimizer(
+            precision.optimizer_parameters(), _section(payload["train_cfg"]).optimizer, torch.device("cpu")
+        )
+        ddp = torch.nn.parallel.DistributedDataParallel(training, **_no_buffer_sync())
+        per_rank = payload["batch"]["query_ids"].shape[0] // world
+        local = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in payload["batch"].items()}
+        _step(ddp, precision, optimizer, local, lr=1e-3, training=training)
+        with precision.fp32_weights():
+            state = {k: v.clone() for k, v in training.state_dict().items()}
+        torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_bf16_master_under_ddp_keeps_replicas_identical(tmp_path, tiny_bert_path, mini_config, triples_file):
+    """Two processes (gloo, bf16 gradients reduced by DDP) end the step with the same float32 masters,
+    and close to one process taking the same global batch."""
+    import torch.multiprocessing as mp
+
+    train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
+    training, tokenizer = tiny_module(tiny_bert_path, train_cfg)
+    batch = collate(tokenizer, training.model, triples_file, [0, 1, 5, 9, 12, 13, 20, 22])
+    initial = {k: v.clone() for k, v in training.state_dict().items()}
+    precision = StepPrecision(training, "bf16-master", keep_fp32=("temperature",))
+    optimizer = build_optimizer(
+        precision.optimizer_parameters(), _section(train_cfg).optimizer, torch.device("cpu")
+    )
+    _step(training, precision, optimizer, batch, lr=1e-3)
+    with precision.fp32_weights():
+        single = {k: v.clone() for k, v in training.state_dict().items()}
+    payload = tmp_path / "payload.pt"
+    torch.save({"train_cfg": train_cfg, "batch": batch}, payload)
+    mp.spawn(
+        _ddp_master_worker,
+        args=(2, str(tmp_path / "init"), str(tiny_bert_path), str(payload), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name  # DDP kept the replicas identical
+        assert value.dtype == single[name].dtype
+    # Adam's first step moves each weight by about lr x sign(gradient): bf16 gradients reduced
+    # in another order can flip the sign of a near-zero one, a difference of at most 2 x lr.
+    for name, value in single.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(ranks[0][name], value, rtol=0, atol=2.5e-3, msg=name)
+    weights = [n for n in initial if n.startswith("model.") and n.endswith(".weight")]
+    moved = [n for n in weights if not torch.equal(initial[n], ranks[0][n])]
+    assert len(moved) > 0.9 * len(weights)  # the step did train: the comparison is not vacuous
