@@ -112,6 +112,13 @@ PAPER_CORPUS_DOCUMENTS = {
 SIZES: dict[str, dict[str, int]] = {
     "base": {},  # BertConfig's defaults are bert-base: hidden 768, 12 layers, 12 heads, FFN 3072
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256},
+    # all-MiniLM-L6-v2's shape: what the embedded mini benchmark trains (config/mini.yaml)
+    "mini": {
+        "hidden_size": 384,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 12,
+        "intermediate_size": 1536,
+    },
 }
 DEFAULT_CONFIG = REPO_ROOT / "config" / "paper.yaml"
 TOKENIZER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # bert-base-uncased's vocabulary, offline
@@ -1348,7 +1355,12 @@ def default_train_batch(size: str, device: torch.device, document_tokens: int) -
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", choices=sorted(SIZES), default="base", help="base (bert-base) or tiny (CI)")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="base",
+        help="base (bert-base), mini (all-MiniLM-L6-v2, the mini run) or tiny (CI)",
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument(
         "--dtype",
