@@ -149,6 +149,34 @@ def test_train_tiny_in_each_precision_counts_what_bf16_weights_save(paper_config
     assert master["casts"] < autocast["casts"] and master["total"] < autocast["total"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_master_on_cuda_trains_like_autocast_with_fewer_operators(paper_config):
+    """On a GPU: the same steps in bf16 autocast and in bf16-master end with close losses, and
+    bf16-master launches fewer operators (the case for making it the default)."""
+    cuda = torch.device("cuda")
+    results = {
+        dtype: bench.bench_train(
+            paper_config,
+            size="tiny",
+            device=cuda,
+            dtype=dtype,
+            batch=8,
+            document_tokens=64,
+            steps=5,
+            warmup=1,
+        )
+        for dtype in ("bf16", "bf16-master")
+    }
+    autocast, master = (results[k].details for k in ("bf16", "bf16-master"))
+    for loss in ("cl", "lm"):
+        assert master["last_losses"][loss] == pytest.approx(autocast["last_losses"][loss], rel=0.02), loss
+    counts = {k: r.details["operators_per_step"]["forward_backward"] for k, r in results.items()}
+    print({k: (v["total"], v["casts"]) for k, v in counts.items()})
+    assert counts["bf16-master"]["casts"] < counts["bf16"]["casts"]
+    assert counts["bf16-master"]["host_syncs"] == 0
+
+
 def test_train_rejects_a_batch_the_queue_cannot_hold(paper_config):
     from gear.config import ConfigError
 
