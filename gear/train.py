@@ -448,6 +448,9 @@ class StateStore:
 
     def __init__(self, root: Path, fingerprint: str, keep: int = 2):
         self.root, self.fingerprint, self.keep = Path(root), fingerprint, keep
+        # Folders whose checksums this process has verified (or just computed while writing):
+        # each is hashed once per process, not again at every later save's clean-up.
+        self._verified: set[Path] = set()
 
     def _step_dirs(self) -> list[tuple[int, Path]]:
         if not self.root.is_dir():
@@ -459,6 +462,14 @@ class StateStore:
 
     def verify(self, folder: Path) -> str | None:
         """None when ``folder`` is a complete checkpoint of this run, else the reason it is not."""
+        if folder in self._verified and (folder / MANIFEST).is_file():
+            return None
+        problem = self._check(folder)
+        if problem is None:
+            self._verified.add(folder)
+        return problem
+
+    def _check(self, folder: Path) -> str | None:
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             return "no manifest (incomplete write)"
@@ -502,6 +513,7 @@ class StateStore:
                         "files": {STATE_FILE: file_sha256(tmp / STATE_FILE)},
                     },
                 )
+            self._verified.add(target)  # its checksum was just computed from the written file
         except (OSError, RuntimeError) as err:
             # torch.save reports a full disk as a bare RuntimeError ("file write failed",
             # "unexpected pos"): say which checkpoint failed, why that may be, and what is safe.

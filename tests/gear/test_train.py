@@ -396,6 +396,23 @@ def test_state_of_another_configuration_is_not_resumed(tmp_path):
     assert store.newest() is None
 
 
+def test_state_store_hashes_each_checkpoint_once_per_process(tmp_path, monkeypatch):
+    import gear.train
+
+    calls = []
+    real = gear.train.file_sha256
+    monkeypatch.setattr(gear.train, "file_sha256", lambda path: calls.append(path) or real(path))
+    store = StateStore(tmp_path, fingerprint="a")
+    for step in range(1, 5):
+        store.save(step, {"x": torch.full((4,), float(step))})
+    assert len(calls) == 4  # one hash per written state, none for the clean-ups after each save
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_3", "step_4"]
+    assert store.newest()[0] == 4 and len(calls) == 4
+    state = tmp_path / "step_4" / "state.pt"
+    state.write_bytes(state.read_bytes()[:-10])  # damaged after this process verified it
+    assert StateStore(tmp_path, fingerprint="a").newest()[0] == 3  # a new process hashes again
+
+
 # -- two processes against one ------------------------------------------------------------------
 def _ddp_worker(
     rank: int, world: int, init_file: str, tiny_bert_path: str, payload_path: str, out_dir: str
