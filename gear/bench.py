@@ -7,7 +7,7 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   size for CI: :class:`gear.train.GearTrainingModule` (encoders, momentum encoders, feature queues,
   ITC with soft targets, fusion pass, decoder, LM loss) in the trainer's precision
   (:class:`gear.precision.StepPrecision`, ``--dtype``: bf16 autocast, bf16 weights with float32
-  masters, or fp32), the trainer's AdamW (:func:`gear.train.build_optimizer`, fused on CUDA),
+  masters, or fp32), the trainer's AdamW (:func:`gear.train.build_optimizer`, fused on CUDA and CPU),
   enqueue, momentum update and temperature clamp, optionally the trainer's ``torch.compile`` of
   the five stacks. One more, untimed step runs under :func:`gear.opcount.count_operators`: the
   operators per step (about one kernel launch each on CUDA), casts and host synchronisations
