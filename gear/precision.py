@@ -96,10 +96,11 @@ class StepPrecision:
             self._params.append(master)
             self._master_of[id(param)] = master
             self._converted.append((param, master))
+        # The pairs the optimizer changes; the momentum encoders' follow in momentum_update, and
+        # frozen ones (GeAR_CL's decoder) never change.
+        self._trainable = [(param, master) for param, master in self._converted if master.requires_grad]
         # Preallocated float32 gradients of the trainable masters (bf16-master only).
-        self._grad_buffers = {
-            id(master): torch.zeros_like(master) for _, master in self._converted if master.requires_grad
-        }
+        self._grad_buffers = {id(master): torch.zeros_like(master) for _, master in self._trainable}
 
     @property
     def masters(self) -> bool:
@@ -127,7 +128,7 @@ class StepPrecision:
         if not self.masters:
             return
         sources, targets = [], []
-        for param, master in self._converted:
+        for param, master in self._trainable:
             if param.grad is None:
                 master.grad = None
                 continue
@@ -141,9 +142,13 @@ class StepPrecision:
 
     @torch.no_grad()
     def masters_to_weights(self) -> None:
-        """Updated masters -> the bf16 parameters (one multi-tensor copy). A no-op unless ``bf16-master``."""
-        if self.masters and self._converted:
-            torch._foreach_copy_([p for p, _ in self._converted], [m for _, m in self._converted])
+        """The optimizer's updated masters -> their bf16 parameters (one multi-tensor copy).
+
+        A no-op unless ``bf16-master``. The momentum encoders are refreshed by
+        :meth:`momentum_update`, frozen parameters never change.
+        """
+        if self.masters and self._trainable:
+            torch._foreach_copy_([p for p, _ in self._trainable], [m for _, m in self._trainable])
 
     @torch.no_grad()
     def momentum_update(self, momentum: Sequence[Tensor], online: Sequence[Tensor], mu: float) -> None:
@@ -173,4 +178,5 @@ class StepPrecision:
         finally:
             for (param, _), data in zip(self._converted, compute, strict=True):
                 param.data = data
-            self.masters_to_weights()
+            with torch.no_grad():  # a state loaded within the block changed any of them
+                torch._foreach_copy_([p for p, _ in self._converted], [m for _, m in self._converted])

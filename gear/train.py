@@ -33,8 +33,8 @@ processes`` (each micro-step enqueues one global micro-batch; gradient accumulat
 change it), so a batch never wraps around the queue's end. Checked at start with a clear error.
 
 **Optimizer**: AdamW (``train.optimizer``; PyTorch's fused kernel on CUDA and CPU: one pass over
-the parameters instead of a dozen operators per tensor, 38 ms instead of 300-500 ms a step for
-the mini model on 2 cores). Weight decay applies to matrices
+the parameters instead of a dozen operators per tensor; BENCHMARKS.md has the mini run before
+and after). Weight decay applies to matrices
 (linear and embedding weights) only; biases, LayerNorm gains and the temperature are not decayed,
 as in BERT's recipe: shrinking a gain or an offset towards zero is not regularisation. (BLIP
 decays every parameter; the paper does not say; this is the suite's choice.) **Schedule**
