@@ -57,6 +57,7 @@ from gear.layout import Layout, scenario_of
 from gear.metrics import (
     localization_metrics,
     qa_generation_metrics,
+    random_unit_scores,
     retrieval_metrics,
     rouge_metrics,
     summarize,
@@ -401,6 +402,28 @@ class GearUnitScorer:
         self.batch_size = batch_size
         self.name = name
 
+    def localize(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        units: Sequence[Sequence[tuple[int, int]]],
+        layers: Sequence[int] | None = None,
+    ):
+        """``gear.inference.UnitScores`` at each of ``layers`` (default: the configured layer),
+        with the uniform-attention scores and attention entropies, from one pass per batch."""
+        from gear.inference import localize_units
+
+        return localize_units(
+            self.model,
+            self.tokenizer,
+            list(queries),
+            list(documents),
+            [list(u) for u in units],
+            layers=list(layers or [self.localization.layer]),
+            localization=self.localization,
+            batch_size=self.batch_size,
+        )
+
     def score_layers(
         self,
         queries: Sequence[str],
@@ -409,18 +432,7 @@ class GearUnitScorer:
         layers: Sequence[int],
     ) -> dict[int, list[np.ndarray]]:
         """Unit scores at each of ``layers`` (1-based), from one forward pass per batch."""
-        from gear.inference import unit_scores
-
-        return unit_scores(
-            self.model,
-            self.tokenizer,
-            list(queries),
-            list(documents),
-            [list(u) for u in units],
-            layers=list(layers),
-            localization=self.localization,
-            batch_size=self.batch_size,
-        )
+        return self.localize(queries, documents, units, layers).by_layer
 
     def score_units(
         self, queries: Sequence[str], documents: Sequence[str], units: Sequence[Sequence[tuple[int, int]]]
@@ -464,9 +476,22 @@ def evaluate_localization(
     name = model_name or scorer.name
     queries, skipped, query_texts, doc_texts, units = _localization_inputs(data)
     k = settings.localization_k(data.name)
-    scores = scorer.score_units(query_texts, doc_texts, units) if queries else []
+    relevant = [q.relevant_units for q in queries]
+    attention = None
+    if hasattr(scorer, "localize") and queries:  # GeAR: scores, uniform attention, entropy in one pass
+        attention = scorer.localize(query_texts, doc_texts, units)
+        scores = attention.by_layer[scorer.localization.layer]
+    else:
+        scores = scorer.score_units(query_texts, doc_texts, units) if queries else []
     _check_unit_scores(scores, units, name)
-    per_query = localization_metrics(scores, [q.relevant_units for q in queries], k)
+    per_query = localization_metrics(scores, relevant, k)
+    references = {
+        "random": localization_metrics(
+            random_unit_scores([len(u) for u in units], settings.bootstrap.seed), relevant, k
+        )
+    }
+    if attention is not None:
+        references["unit_length"] = localization_metrics(attention.uniform, relevant, k)
     result = build_result(
         model=name,
         dataset=data.name,
@@ -477,9 +502,28 @@ def evaluate_localization(
         bootstrap=settings.bootstrap,
         provenance_block=_provenance(provenance_config, settings, started, scorer=type(scorer).__name__),
     )
+    result["references"] = {
+        ref: dict(zip(("metrics", "ci"), summarize(values, *_bootstrap_args(settings)), strict=True))
+        for ref, values in references.items()
+    }
+    if attention is not None:
+        layer = scorer.localization.layer
+        result["attention_entropy"] = {"layer": int(layer), "mean": float(attention.entropy[layer].mean())}
+        result["per_query"]["attention_entropy"] = [float(v) for v in attention.entropy[layer]]
     write_json(out_json, result)
-    log.info("%s on %s localization: %s (skipped %s)", name, data.name, _format(result["metrics"]), skipped)
+    log.info(
+        "%s on %s localization: %s; references %s (skipped %s)",
+        name,
+        data.name,
+        _format(result["metrics"]),
+        {ref: _format(r["metrics"]) for ref, r in result["references"].items()},
+        skipped,
+    )
     return result
+
+
+def _bootstrap_args(settings: EvaluateSettings) -> tuple[int, int, float]:
+    return settings.bootstrap.resamples, settings.bootstrap.seed, settings.bootstrap.confidence
 
 
 def _check_unit_scores(scores: Sequence[np.ndarray], units: Sequence[Sequence], name: str) -> None:
@@ -607,7 +651,8 @@ def layer_analysis(
     if not queries:
         raise ValueError(f"{name} on {data.name}: no query left for localization (skipped: {skipped})")
     k = settings.localization_k(data.name)
-    by_layer = scorer.score_layers(query_texts, doc_texts, units, layers)
+    attention = scorer.localize(query_texts, doc_texts, units, layers)
+    by_layer = attention.by_layer
     metrics: dict[str, list[float]] = {}
     ci: dict[str, list[list[float]]] = {}
     for layer in layers:
@@ -631,6 +676,20 @@ def layer_analysis(
         "metrics": metrics,
         "ci": ci,
         "chosen_layer": int(scorer.localization.layer),
+        # What uniform attention gives on the same queries, and how far each layer is from it.
+        "references": {
+            "unit_length": dict(
+                zip(
+                    ("metrics", "ci"),
+                    summarize(
+                        localization_metrics(attention.uniform, [q.relevant_units for q in queries], k),
+                        *_bootstrap_args(settings),
+                    ),
+                    strict=True,
+                )
+            )
+        },
+        "attention_entropy": [float(attention.entropy[layer].mean()) for layer in layers],
         "n_queries": len(queries),
         "skipped": skipped,
         "provenance": _provenance(provenance_config, settings, started),
@@ -816,16 +875,19 @@ class _LayerScores:
     runs its fusion encoder once per batch for both the localization result (the configured
     layer) and the layer analysis (all layers)."""
 
-    def __init__(self, by_layer: dict[int, list[np.ndarray]], localization, name: str):
-        self.by_layer = by_layer
+    def __init__(self, scores, localization, name: str):
+        self.scores = scores  # gear.inference.UnitScores of every layer
         self.localization = localization
         self.name = name
 
+    def localize(self, queries, documents, units, layers=None):
+        return self.scores
+
     def score_layers(self, queries, documents, units, layers) -> dict[int, list[np.ndarray]]:
-        return {layer: self.by_layer[layer] for layer in layers}
+        return {layer: self.scores.by_layer[layer] for layer in layers}
 
     def score_units(self, queries, documents, units) -> list[np.ndarray]:
-        return self.by_layer[self.localization.layer]
+        return self.scores.by_layer[self.localization.layer]
 
 
 def scenario_datasets(cfg: dict, scenario: str) -> list[str]:
@@ -902,12 +964,12 @@ def run_model(
                 if f"{dataset}_layers" in outputs:
                     _, _, query_texts, doc_texts, units = _localization_inputs(data)
                     layers = range(1, gear_layer_count(model) + 1)
-                    scorer = _LayerScores(
-                        scorer.score_layers(query_texts, doc_texts, units, layers) if query_texts else {},
-                        scorer.localization,
-                        entry.name,
-                    )
                     if query_texts:
+                        scorer = _LayerScores(
+                            scorer.localize(query_texts, doc_texts, units, layers),
+                            scorer.localization,
+                            entry.name,
+                        )
                         layer_analysis(
                             scorer, data, settings, layers, out_json=outputs[f"{dataset}_layers"], **common
                         )

@@ -4,14 +4,16 @@
   (mean-pooled, L2-normalised embeddings of ``Eq`` and ``Ed``); batches are tokenised ahead in a
   background thread and the vectors stay on the device, copied to the host in large chunks (design
   in its docstring).
-- **Localization**: :func:`unit_scores`. The fusion encoder's cross-attention probabilities at a
+- **Localization**: :func:`localize_units` (:func:`unit_scores` for the scores alone). The fusion encoder's cross-attention probabilities at a
   layer (1-based; SPEC: 10 of 12) are reduced over heads (mean or max) and over the query's
   tokens (mean or max, padding excluded; the query's [CLS] and [SEP] count as query tokens) to one
   weight per document token. Tokens map to units by the tokenizer's offset mapping: a token
   belongs to the unit whose span holds its first character; special tokens and padding belong to
   none. A unit's score is the sum (or mean, max) of its tokens' weights; units that no encoded
   token reaches (cut off by truncation) score ``-inf``. Every requested layer comes from one
-  forward pass. :func:`token_weights` gives the per-token weights of one pair (Figure 3).
+  forward pass. Beside the scores it returns what uniform attention would give on the same pairs
+  (the unit-length ranking) and the mean normalised attention entropy: SPEC 6 reads every GeAR
+  localization figure against them. :func:`token_weights` gives the per-token weights of one pair (Figure 3).
 - **Generation**: :func:`generate`, greedy decoding from ``[DEC]`` by default, beam search
   (``num_beams > 1``) as an option, batched, with a KV cache (the encoders and the fusion pass run
   once per batch; the decoder's cross-attention keys and values are computed once). Beam scores
@@ -406,6 +408,25 @@ def _reduce_probabilities(probs: Tensor, query_mask: Tensor, localization: Local
     return per_query.masked_fill(~valid, float("-inf")).amax(1)
 
 
+def normalised_entropy(probs: Tensor, query_mask: Tensor, document_mask: Tensor) -> Tensor:
+    """Mean normalised entropy of cross-attention rows: 1 is uniform attention, 0 one token.
+
+    Args:
+        probs: ``(B, heads, Lq, Ld)`` probabilities (rows sum to one over the valid document tokens).
+        query_mask, document_mask: ``(B, Lq)``, ``(B, Ld)`` padding masks.
+
+    Returns:
+        float32 ``(B,)``: per pair, the entropy of every (head, query token) row divided by
+        ``log(number of document tokens)``, averaged over heads and valid query tokens.
+    """
+    probs = probs.float()
+    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # (B, heads, Lq)
+    tokens = document_mask.sum(1).clamp(min=2).to(torch.float32)
+    per_row = entropy / tokens.log()[:, None, None]
+    valid = query_mask.bool()[:, None, :].expand_as(per_row)
+    return (per_row * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
+
+
 @torch.inference_mode()
 def _document_token_weights(
     model: GearModel,
@@ -414,8 +435,11 @@ def _document_token_weights(
     documents: Sequence[str],
     layers: Sequence[int],
     localization: LocalizationConfig,
-) -> tuple[dict[int, np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """One forward pass: per layer ``(B, Ld)`` float32 weights, plus offsets, special masks, token ids."""
+) -> tuple[
+    dict[int, np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray], dict[int, np.ndarray]
+]:
+    """One forward pass: per layer ``(B, Ld)`` float32 weights, offsets, special masks, token ids,
+    and per layer the ``(B,)`` mean normalised attention entropy (:func:`normalised_entropy`)."""
     cfg = model.config
     device = next(model.parameters()).device
     query = _to(encode_texts(tokenizer, queries, cfg.max_query_tokens), device)
@@ -427,14 +451,16 @@ def _document_token_weights(
         fused = model.fuse(
             query["input_ids"], query["attention_mask"], states, docs["attention_mask"], layers
         )
-    weights = {
-        layer: _reduce_probabilities(fused.cross_attentions[layer], query["attention_mask"], localization)
-        .float()
-        .cpu()
-        .numpy()
-        for layer in layers
-    }
-    return weights, offsets, special, token_ids
+    weights, entropies = {}, {}
+    for layer in layers:
+        probs = fused.cross_attentions[layer]
+        weights[layer] = (
+            _reduce_probabilities(probs, query["attention_mask"], localization).float().cpu().numpy()
+        )
+        entropies[layer] = (
+            normalised_entropy(probs, query["attention_mask"], docs["attention_mask"]).cpu().numpy()
+        )
+    return weights, offsets, special, token_ids, entropies
 
 
 def scores_of_units(
@@ -495,7 +521,23 @@ def _check_layers(model: GearModel, layers: Sequence[int]) -> list[int]:
     return layers
 
 
-def unit_scores(
+@dataclass
+class UnitScores:
+    """What :func:`localize_units` returns for aligned (query, document, units) pairs.
+
+    by_layer: layer -> one float64 array per pair, one score per unit (``-inf``: not reached).
+    entropy: layer -> float32 ``(pairs,)`` mean normalised attention entropy (1 = uniform).
+    uniform: per pair, the scores uniform attention would give under the same reductions: the
+        number of encoded tokens of each unit for ``sum``, 1 for ``mean`` and ``max`` (SPEC 6:
+        the unit-length ranking every GeAR localization figure is read against).
+    """
+
+    by_layer: dict[int, list[np.ndarray]]
+    entropy: dict[int, np.ndarray]
+    uniform: list[np.ndarray]
+
+
+def localize_units(
     model: GearModel,
     tokenizer: Any,
     queries: Sequence[str],
@@ -504,7 +546,7 @@ def unit_scores(
     layers: Sequence[int],
     localization: LocalizationConfig,
     batch_size: int = 16,
-) -> dict[int, list[np.ndarray]]:
+) -> UnitScores:
     """Score every unit of each (query, document) pair by cross-attention, at every requested layer.
 
     Args:
@@ -515,26 +557,51 @@ def unit_scores(
         batch_size: pairs per forward pass.
 
     Returns:
-        layer -> one float64 array per pair, one score per unit (``-inf``: unit not reached).
+        :class:`UnitScores`: the scores per layer, the attention entropy per layer and pair, and
+        the uniform-attention (unit length) scores of the same pairs.
     """
     if not len(queries) == len(documents) == len(units):
         raise ValueError(
-            f"unit_scores: {len(queries)} queries, {len(documents)} documents, {len(units)} unit lists"
+            f"localize_units: {len(queries)} queries, {len(documents)} documents, {len(units)} unit lists"
         )
     layers = _check_layers(model, layers)
-    result: dict[int, list[np.ndarray | None]] = {layer: [None] * len(queries) for layer in layers}
+    n = len(queries)
+    scores: dict[int, list[np.ndarray | None]] = {layer: [None] * n for layer in layers}
+    entropy = {layer: np.zeros(n, dtype=np.float32) for layer in layers}
+    uniform: list[np.ndarray | None] = [None] * n
     order = length_sorted_order([len(d) for d in documents])
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        weights, offsets, special, _ = _document_token_weights(
+        weights, offsets, special, _, entropies = _document_token_weights(
             model, tokenizer, [queries[i] for i in rows], [documents[i] for i in rows], layers, localization
         )
         for j, row in enumerate(rows):
             for layer in layers:
-                result[layer][row] = scores_of_units(
+                scores[layer][row] = scores_of_units(
                     weights[layer][j], offsets[j], special[j], units[row], localization.unit_reduction
                 )
-    return result  # type: ignore[return-value]
+                entropy[layer][row] = entropies[layer][j]
+            ones = np.ones(len(offsets[j]), dtype=np.float32)
+            uniform[row] = scores_of_units(
+                ones, offsets[j], special[j], units[row], localization.unit_reduction
+            )
+    return UnitScores(scores, entropy, uniform)  # type: ignore[arg-type]
+
+
+def unit_scores(
+    model: GearModel,
+    tokenizer: Any,
+    queries: Sequence[str],
+    documents: Sequence[str],
+    units: Sequence[Sequence[tuple[int, int]]],
+    layers: Sequence[int],
+    localization: LocalizationConfig,
+    batch_size: int = 16,
+) -> dict[int, list[np.ndarray]]:
+    """The per-layer unit scores of :func:`localize_units` alone."""
+    return localize_units(
+        model, tokenizer, queries, documents, units, layers, localization, batch_size
+    ).by_layer
 
 
 def token_weights(
@@ -542,7 +609,7 @@ def token_weights(
 ) -> TokenWeights:
     """Per-token cross-attention weights of ``document`` for ``query`` at ``localization.layer`` (Figure 3)."""
     layer = _check_layers(model, [localization.layer])[0]
-    weights, offsets, special, token_ids = _document_token_weights(
+    weights, offsets, special, token_ids, _ = _document_token_weights(
         model, tokenizer, [query], [document], [layer], localization
     )
     keep = ~special[0]

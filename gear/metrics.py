@@ -180,6 +180,13 @@ def localization_metrics(
     return ranking_metrics(rank_relevance(scores, relevant, valid), n_relevant, k)
 
 
+def random_unit_scores(unit_counts: Sequence[int], seed: int) -> list[np.ndarray]:
+    """A seeded random ranking of every query's units (the chance reference of localization):
+    per query, ``unit_counts[i]`` scores drawn uniformly from [0, 1) (ties have probability 0)."""
+    rng = np.random.default_rng(seed)
+    return [rng.random(int(count)) for count in unit_counts]
+
+
 # --------------------------------------------------------------------------------------------
 # Generation metrics
 # --------------------------------------------------------------------------------------------

@@ -136,12 +136,14 @@ def explain_data(
         ``{"dataset", "model", "layer", "top_documents", "top_tokens", "queries": [...]}``; each
         query holds ``retrieved`` (rank, doc_id, score, title, text, gold), ``gold_rank``,
         ``gold_document`` (doc_id, title, text, units), ``token_weights`` (offsets, weights),
-        ``unit_scores`` (one per unit, None where the document was truncated), ``relevant_units``
+        ``unit_scores`` (one per unit, None where the document was truncated), ``length_scores``
+        (what uniform attention would give the same units: the unit-length reference),
+        ``attention_entropy`` (mean normalised entropy, 1 = uniform), ``relevant_units``
         and ``generated``.
     """
     from data_prep.normalized import load_queries
     from gear.config import dataclass_from_mapping
-    from gear.inference import LocalizationConfig, generate, load_gear, token_weights, unit_scores
+    from gear.inference import LocalizationConfig, generate, load_gear, localize_units, token_weights
 
     started = time.time()
     if not isinstance(settings, ExplainSettings):
@@ -170,7 +172,7 @@ def explain_data(
         num_beams=int(generation["num_beams"]),
         batch_size=int(generation.get("batch_size", 16)),
     )
-    scores = unit_scores(
+    found = localize_units(
         model,
         tokenizer,
         [q.text for q in sample],
@@ -178,10 +180,11 @@ def explain_data(
         [[tuple(u) for u in d["units"]] for d in golds],
         layers=[loc.layer],
         localization=loc,
-    )[loc.layer]
+    )
+    scores, entropies = found.by_layer[loc.layer], found.entropy[loc.layer]
 
     out_queries = []
-    for query, gold, text, unit_score in zip(sample, golds, generated, scores, strict=True):
+    for i, (query, gold, text, unit_score) in enumerate(zip(sample, golds, generated, scores, strict=True)):
         weights = token_weights(model, tokenizer, query.text, gold["text"], loc)
         ranking = runs[query.query_id]
         gold_rank = next((rank for doc, rank, _ in ranking if doc == query.doc_id), None)
@@ -212,6 +215,8 @@ def explain_data(
                     "weights": _finite_or_none(weights.weights),
                 },
                 "unit_scores": _finite_or_none(unit_score),
+                "length_scores": _finite_or_none(found.uniform[i]),
+                "attention_entropy": float(entropies[i]),
             }
         )
     data = {
@@ -305,6 +310,33 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
+def _ranking(scores: Sequence[float | None]) -> list[int]:
+    """Unit indices by score, best first; None (truncated) last; ties by position."""
+    return sorted(range(len(scores)), key=lambda j: (scores[j] is None, -(scores[j] or 0.0), j))
+
+
+def _summary_html(data: Mapping) -> str:
+    """How often GeAR's top unit is a gold unit on these queries, beside unit length and chance."""
+    rows = [q for q in data["queries"] if q.get("relevant_units") and q.get("length_scores") is not None]
+    if not rows:
+        return ""
+
+    def hit(q: Mapping, scores: Sequence) -> float:
+        return float(_ranking(scores)[0] in set(q["relevant_units"]))
+
+    gear = np.mean([hit(q, q["unit_scores"]) for q in rows])
+    length = np.mean([hit(q, q["length_scores"]) for q in rows])
+    chance = np.mean([len(q["relevant_units"]) / len(q["unit_scores"]) for q in rows])
+    entropy = np.mean([q["attention_entropy"] for q in rows])
+    verdict = "" if gear > length else " GeAR does not beat unit length on these queries."
+    return (
+        f'<p class="legend">On these {len(rows)} queries, GeAR\'s top unit is gold for {gear:.2f} of them; '
+        f"ranking units by length gives {length:.2f}, a random ranking {chance:.2f} in expectation; mean "
+        f"attention entropy {entropy:.3f} (1 = uniform).{esc(verdict)} Table 2 has the same references on "
+        "every query.</p>"
+    )
+
+
 def _query_html(index: int, query: Mapping, data: Mapping) -> str:
     gold_doc = query["gold_document"]
     gold_units = set(query.get("relevant_units", []))
@@ -371,10 +403,25 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
     units = gold_doc["units"]
     if len(scores) != len(units):
         raise DataFormatError(f"query {query['query_id']}: {len(scores)} unit scores for {len(units)} units")
-    order = sorted(range(len(units)), key=lambda j: (scores[j] is None, -(scores[j] or 0.0), j))
+    order = _ranking(scores)
+    length = query.get("length_scores")
+    length_rank = {j: r for r, j in enumerate(_ranking(length), start=1)} if length is not None else {}
+    entropy = query.get("attention_entropy")
+    note = ""
+    if entropy is not None:
+        note = f"Attention entropy {entropy:.3f} (1 = uniform over the document). "
+    if length_rank and order and length_rank[order[0]] == 1:
+        note += "GeAR's top unit is also the longest: this ranking may be no more than unit length. "
     parts.append(
         f"<h3>Units ranked by GeAR (layer {esc(data.get('layer', ''))})</h3>"
-        '<table class="gear units"><thead><tr><th>Rank</th><th>Score</th><th>Unit</th><th></th></tr></thead><tbody>'
+        + (
+            f'<p class="legend">{esc(note)}"Length rank": the rank uniform attention would give '
+            "(token count), the reference GeAR must beat.</p>"
+            if note or length_rank
+            else ""
+        )
+        + '<table class="gear units"><thead><tr><th>Rank</th><th>Score</th><th>Length rank</th><th>Unit</th>'
+        "<th></th></tr></thead><tbody>"
     )
     for rank_pos, j in enumerate(order, start=1):
         start, end = units[j]
@@ -382,7 +429,7 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
         gold = '<span class="within">✓ gold</span>' if j in gold_units else ""
         row_class = GOLD_ROW if j in gold_units else ""
         parts.append(
-            f"<tr{row_class}><td>{rank_pos}</td><td>{score}</td>"
+            f"<tr{row_class}><td>{rank_pos}</td><td>{score}</td><td>{esc(length_rank.get(j, '-'))}</td>"
             f'<td class="doccell">{esc(gold_doc["text"][start:end])}</td><td>{gold}</td></tr>'
         )
     parts.append("</tbody></table>")
@@ -418,7 +465,9 @@ def render_explain_page(data: Mapping) -> str:
         "cross-attention looks in the gold document, the units it ranks highest, and the text it generates. "
         "Retrieval uses the bi-encoder alone; attention and generation come from the fusion encoder and decoder.</p>"
     )
-    body = [header] + [_query_html(i, q, data) for i, q in enumerate(data["queries"], start=1)]
+    body = [header, _summary_html(data)] + [
+        _query_html(i, q, data) for i, q in enumerate(data["queries"], start=1)
+    ]
     return html_page(f"Explanations: {dataset}", "\n".join(body), EXPLAIN_CSS)
 
 

@@ -43,6 +43,14 @@ LATEX_WITHIN = r"$\surd$"  # base LaTeX, no package needed
 LATEX_OUTSIDE = r"$\times$"
 NOT_RUN = "not run"
 NOT_IN_PAPER = "—"
+#: printed after a GeAR localization value that does not beat what uniform attention gives
+AT_LENGTH = "≤ unit length"
+#: row group of the trivial references of Table 2 (SPEC 6)
+REFERENCE_GROUP = "reference"
+REFERENCE_ROWS = {
+    "unit_length": "unit length (uniform attention)",
+    "random": "random ranking",
+}
 MINUS = "−"  # typographic minus for text and HTML; CSV keeps ASCII numbers
 
 # Paper tables with results; their rows are models.
@@ -252,6 +260,7 @@ class MetricCell:
     ci: tuple[float, float] | None = None
     show_ci: bool = False
     marks: list[str] = field(default_factory=list)
+    flag: str = ""  # a warning printed after the value (e.g. AT_LENGTH)
 
     @property
     def difference(self) -> float | None:
@@ -272,6 +281,11 @@ class MetricCell:
         if self.value is None:
             return NOT_RUN
         text = f"{self.value:.{self.digits}f}"
+        if self.flag:
+            text += {
+                "html": f' <span class="flag">[{self.flag}]</span>',
+                "latex": " [" + latex_escape(self.flag).replace("≤", "$\\le$") + "]",
+            }.get(style, f" [{self.flag}]")
         if self.show_ci and self.ci is not None:
             lo, hi = (f"{b:.{self.digits}f}" for b in self.ci)
             text += {
@@ -328,6 +342,7 @@ class MetricCell:
             "ci_high": num(self.ci[1]) if self.ci else "",
             "status": "not_run" if self.value is None else "ok",
             "notes": ";".join(self.marks),
+            "flag": self.flag,
         }
 
 
@@ -637,9 +652,20 @@ def build_metric_table(
                 and n.matches(table, name, dataset, metric)
             ]
             used.update(marks)
+            flag = ""
+            length = _reference_value(result, "unit_length", metric) if result is not None else None
+            if value is not None and length is not None and value <= length * scale + 1e-12:
+                flag = AT_LENGTH
             cells.append(
                 MetricCell(
-                    value, paper.value(table, name, dataset, metric), tolerance, digits, ci, show_ci, marks
+                    value,
+                    paper.value(table, name, dataset, metric),
+                    tolerance,
+                    digits,
+                    ci,
+                    show_ci,
+                    marks,
+                    flag,
                 )
             )
         row_marks = [
@@ -650,12 +676,24 @@ def build_metric_table(
         used.update(row_marks)
         rows.append(Row(name, cells, group, (("model", name),), row_marks))
 
+    reference_rows = _reference_rows(rows_spec, columns, metrics, results, scale, digits, tolerance)
+    if reference_rows:
+        rows += reference_rows
+        group_order.append(REFERENCE_GROUP)
+
     unit = "points (0-100)" if scale == 100 else "fractions (0-1)"
     legend = (
         f"Each cell: reproduced / paper (reproduced {MINUS} paper) and {MARK_WITHIN} when the difference is within "
         f"±{tolerance:g}, {MARK_OUTSIDE} outside; values in {unit}. '{NOT_RUN}': not evaluated by this run; "
         f"'{NOT_IN_PAPER}': not in the paper."
         + (" Brackets: the 95% bootstrap confidence interval." if show_ci else "")
+        + (
+            f" Reference rows: on the same queries as GeAR, the ranking uniform cross-attention gives "
+            f"(units by their number of tokens) and a seeded random ranking; '[{AT_LENGTH}]' marks a "
+            "GeAR value that does not beat the unit-length row (no localization shown)."
+            if reference_rows
+            else ""
+        )
     )
     return Table(
         key=table,
@@ -663,10 +701,59 @@ def build_metric_table(
         corner="Model",
         columns=columns,
         rows=rows,
-        group_labels={g: paper.group_label(g) for g in group_order},
+        group_labels={
+            g: "Trivial references (same queries as GeAR)" if g == REFERENCE_GROUP else paper.group_label(g)
+            for g in group_order
+        },
         legend=legend,
         footnotes=_footnotes(notes, mark_of, used),
     )
+
+
+def _reference_value(result: dict, reference: str, metric: str) -> float | None:
+    """A trivial reference's value in a localization result (``references``, gear.evaluate)."""
+    found = (result.get("references") or {}).get(reference)
+    if not found or metric not in found.get("metrics", {}):
+        return None
+    return float(found["metrics"][metric])
+
+
+def _reference_rows(
+    rows_spec: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
+    metrics: Mapping[str, Sequence[str]],
+    results: Mapping[tuple[str, str], dict],
+    scale: float,
+    digits: int,
+    tolerance: float,
+) -> list[Row]:
+    """Rows of the trivial references (SPEC 6), taken per data set from the first model in row order
+    whose result carries them (GeAR's: the same queries, its tokenizer and truncation); none when
+    no result carries a unit-length reference (tables other than Table 2)."""
+    source: dict[str, dict] = {}
+    for name, _ in rows_spec:
+        for (model, dataset), result in results.items():
+            if model == name and dataset not in source and _reference_has(result, "unit_length"):
+                source[dataset] = result
+    if not source:
+        return []
+    rows = []
+    for reference, label in REFERENCE_ROWS.items():
+        cells: list[Cell] = []
+        for column in columns:
+            dataset, metric = dict(column.keys)["dataset"], dict(column.keys)["metric"]
+            result = source.get(dataset)
+            value = None
+            if result is not None and metric in metrics.get(dataset, ()):
+                found = _reference_value(result, reference, metric)
+                value = None if found is None else found * scale
+            cells.append(MetricCell(value, None, tolerance, digits))
+        rows.append(Row(label, cells, REFERENCE_GROUP, (("model", f"reference:{reference}"),)))
+    return rows
+
+
+def _reference_has(result: dict, reference: str) -> bool:
+    return bool((result.get("references") or {}).get(reference))
 
 
 # --------------------------------------------------------------------------------------------

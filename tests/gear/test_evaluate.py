@@ -392,6 +392,27 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
     assert any(np.isneginf(s).any() for s in direct), "96 tokens should cut off some units"
     expected = localization_metrics(direct, [q.relevant_units for q in kept], 1)
     assert result["per_query"]["R@1"] == pytest.approx(expected["R@1"].tolist())
+    # the trivial references on the same queries: units by token count, a seeded random ranking
+    from gear.inference import localize_units
+
+    found = localize_units(
+        model,
+        tokenizer,
+        [q.text for q in kept],
+        [d.text for d in docs],
+        [d.units for d in docs],
+        [2],
+        localization,
+    )
+    relevant = [q.relevant_units for q in kept]
+    length = localization_metrics(found.uniform, relevant, 1)
+    assert result["references"]["unit_length"]["metrics"]["R@1"] == pytest.approx(length["R@1"].mean())
+    assert set(result["references"]) == {"unit_length", "random"}
+    random_r1 = result["references"]["random"]["metrics"]["R@1"]
+    chance = np.mean([len(r) / len(d.units) for r, d in zip(relevant, docs, strict=True)])
+    assert abs(random_r1 - chance) < 0.35 and len(result["references"]["random"]["ci"]["R@1"]) == 2
+    assert 0 < result["attention_entropy"]["mean"] <= 1 and result["attention_entropy"]["layer"] == 2
+    assert result["per_query"]["attention_entropy"] == pytest.approx(found.entropy[2].tolist(), rel=1e-5)
 
     # layer analysis: every layer from one pass, each equal to a localization run at that layer
     layers = layer_analysis(scorer, squad, gear_settings, [1, 2], out_json=tmp_path / "layers.json")
@@ -401,6 +422,8 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
     first = evaluate_localization(at_one, squad, gear_settings, out_json=tmp_path / "loc1.json")
     assert layers["metrics"]["M@1"][0] == pytest.approx(first["metrics"]["M@1"])
     assert len(layers["ci"]["R@1"]) == 2 and read_json(tmp_path / "layers.json") == layers
+    assert layers["references"]["unit_length"]["metrics"]["R@1"] == pytest.approx(length["R@1"].mean())
+    assert len(layers["attention_entropy"]) == 2
 
     # generation through the decoder: one prediction per query, scored against the gold answers
     generator = GearGenerator(model, tokenizer, gear_settings.generation)

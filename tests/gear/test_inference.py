@@ -21,6 +21,7 @@ from gear.inference import (
     generate,
     greedy_decode,
     load_gear,
+    localize_units,
     scores_of_units,
     token_weights,
     unit_scores,
@@ -116,6 +117,34 @@ def test_unit_scores_sum_token_weights_and_respect_truncation(tiny):
     assert maxed[2][0][0] <= 1.0 and maxed[2][0][0] > first[0] / 20
     with pytest.raises(ValueError, match=r"outside 1\.\.2"):
         unit_scores(model, tokenizer, queries, documents, unit_lists, [3], localization)
+
+
+def test_uniform_attention_is_exactly_the_unit_length_ranking(tiny):
+    """With the fusion encoder's query projection zeroed, every query token attends uniformly: the
+    localization scores are then the units' token counts (the ``uniform`` reference) scaled by
+    1 / document length, and the normalised entropy is 1. The trained model's is not."""
+    import copy
+
+    model, tokenizer = tiny
+    queries = ["Where did the Norse come from?", "Who gave their name to Normandy?"]
+    documents = [DOCUMENT, "Short one. A much longer second sentence follows it here."]
+    units = [sentence_spans(d) for d in documents]
+    localization = LocalizationConfig(layer=2)
+    flat = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in flat.query_encoder.layers:
+            layer.cross_attention.query.weight.zero_()
+            layer.cross_attention.query.bias.zero_()
+    found = localize_units(flat, tokenizer, queries, documents, units, [1, 2], localization)
+    for i in range(2):
+        reached = np.isfinite(found.uniform[i])
+        assert found.uniform[i][0] > 1 and (found.uniform[i][~reached] == -np.inf).all()
+        ratio = found.by_layer[2][i][reached] / found.uniform[i][reached]
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+        np.testing.assert_allclose(found.entropy[1][i], 1.0, atol=1e-5)
+    assert found.uniform[1].tolist() == [3.0, 9.0]  # tokens of "short one." and "a much ... here."
+    trained = localize_units(model, tokenizer, queries, documents, units, [2], localization)
+    assert (trained.entropy[2] < 1.0).all() and trained.uniform[0].tolist() == found.uniform[0].tolist()
 
 
 def test_generate_returns_strings_and_greedy_equals_one_beam(tiny):

@@ -268,6 +268,8 @@ def explain_fixture() -> dict:
                 "gold_document": {"doc_id": "d-paris", "title": "Paris", "text": gold_text, "units": units},
                 "token_weights": {"offsets": offsets, "weights": weights},
                 "unit_scores": [0.7, 0.2, None],
+                "length_scores": [8.0, 12.0, None],  # the gold unit is not the longest
+                "attention_entropy": 0.8,
             }
         ],
     }

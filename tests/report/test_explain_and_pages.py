@@ -28,8 +28,14 @@ def test_explain_page_escapes_and_shows_everything(tmp_path):
     # retrieved documents, gold marked and its rank; units ranked with the gold unit first
     assert html.count("✓ gold") == 2
     units_table = html.split("Units ranked by GeAR")[1]
-    first_unit = re.search(r"<td>1</td><td>([^<]*)</td><td class=\"doccell\">([^<]*)</td>", units_table)
-    assert first_unit.group(1) == "0.7000" and first_unit.group(2).startswith("Paris is the capital")
+    first_unit = re.search(
+        r"<td>1</td><td>([^<]*)</td><td>([^<]*)</td><td class=\"doccell\">([^<]*)</td>", units_table
+    )
+    assert first_unit.group(1) == "0.7000" and first_unit.group(3).startswith("Paris is the capital")
+    assert first_unit.group(2) == "2"  # its rank by length: the second unit is longer
+    # the trivial references beside GeAR's ranking
+    assert "Attention entropy 0.800" in units_table and "also the longest" not in units_table
+    assert "top unit is gold for 1.00 of them; ranking units by length gives 0.00" in html
     assert "truncated" in units_table  # the unit scored None
     # heat map: the strongest real token in bold; special tokens (empty spans) ignored
     assert '<span class="top" style="background: rgba(245,161,66,1.00)"' in html

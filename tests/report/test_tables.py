@@ -258,3 +258,28 @@ def test_count_lines(tmp_path):
     assert T.count_lines(path) == 0
     path.write_bytes(b"\n".join(b'{"i": %d}' % i for i in range(1000)) + b"\n")
     assert T.count_lines(path, chunk=7) == 1000
+
+
+def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
+    """GeAR's localization results carry the unit-length and random references (gear.evaluate):
+    Table 2 prints them as rows, and a GeAR cell at or below unit length says so."""
+    models, _ = run
+    for dataset, length in (("squad", 0.99), ("rir", 0.10)):  # squad: GeAR below length; rir: above
+        path = layout.eval_json("GeAR", dataset, "localization")
+        obj = read_json(path)
+        metrics = list(obj["metrics"])
+        obj["references"] = {
+            "unit_length": {"metrics": dict.fromkeys(metrics, length)},
+            "random": {"metrics": dict.fromkeys(metrics, 0.25)},
+        }
+        write_json(path, obj)
+    t2 = _table(layout, models, "localization", "table_2")
+    assert [r.label for r in t2.rows][-2:] == list(T.REFERENCE_ROWS.values())
+    assert t2.cell(T.REFERENCE_ROWS["unit_length"], "R@1", "SQuAD").value == pytest.approx(0.99)
+    assert t2.cell(T.REFERENCE_ROWS["random"], "R@3", "RIR").value == pytest.approx(0.25)
+    assert t2.cell(T.REFERENCE_ROWS["random"], "R@1", "NQ").value is None  # GeAR's NQ result has none
+    assert t2.cell("GeAR", "R@1", "SQuAD").flag == T.AT_LENGTH
+    assert t2.cell("GeAR", "R@3", "RIR").flag == ""
+    assert t2.cell("SBERT_RT", "R@1", "SQuAD").flag == ""  # only results that carry the reference
+    md = T.to_markdown(t2)
+    assert f"[{T.AT_LENGTH}]" in md and "Trivial references" in md
