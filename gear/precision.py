@@ -87,6 +87,7 @@ class StepPrecision:
         unknown = set(keep_fp32) - {name for name, _ in module.named_parameters()}
         if unknown:
             raise ValueError(f"keep_fp32 names no parameter of the module: {sorted(unknown)}")
+        self._names = [name for name, _ in module.named_parameters()]  # parallel to self._params
         for name, param in module.named_parameters():  # tied parameters come once
             if precision != "bf16-master" or name in keep_fp32 or not param.is_floating_point():
                 self._params.append(param)
@@ -110,6 +111,10 @@ class StepPrecision:
     def optimizer_parameters(self) -> list[Tensor]:
         """The tensors the optimizer updates: masters for converted parameters, else the parameters."""
         return list(self._params)
+
+    def named_optimizer_parameters(self) -> list[tuple[str, Tensor]]:
+        """:meth:`optimizer_parameters` with the module's parameter names (for parameter groups)."""
+        return list(zip(self._names, self._params, strict=True))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` to bf16 under ``bf16``; nothing otherwise."""

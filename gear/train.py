@@ -37,7 +37,14 @@ the parameters instead of a dozen operators per tensor; BENCHMARKS.md has the mi
 and after). Weight decay applies to matrices
 (linear and embedding weights) only; biases, LayerNorm gains and the temperature are not decayed,
 as in BERT's recipe: shrinking a gain or an offset towards zero is not regularisation. (BLIP
-decays every parameter; the paper does not say; this is the suite's choice.) **Schedule**
+decays every parameter; the paper does not say; this is the suite's choice.) **Rates per
+group** (the paper states one rate, Table 4; these are the suite's choices, 1.0 in
+config/paper.yaml): the parameters the checkpoint does not provide (the cross-attention blocks,
+an LM head the checkpoint lacks) learn at ``new_parameters_lr_multiplier`` x the rate, and the
+temperature at ``temperature_lr_multiplier`` x: Adam moves a scalar by about its rate every
+step, so at the mini run's 1e-4 the temperature (0.07) could reach its 0.001 clamp in 700
+steps; on a learnability probe at 1e-3 it did in about 250 and the contrastive loss then
+collapsed the representations (BENCHMARKS.md "Making GeAR learn"). **Schedule**
 (Table 4): linear warmup from ``warmup_lr`` to ``lr`` over ``warmup_steps`` steps, then cosine
 down to ``min_lr`` at the last step. Gradient accumulation over ``train.gradient_accumulation``
 micro-batches (the LM normalisation then holds per micro-batch).
@@ -91,7 +98,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +113,7 @@ from gear.config import ConfigError, dataclass_from_mapping
 from gear.data import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
 from gear.inference import LocalizationConfig
 from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
-from gear.modeling import GearModel, Stack, build_from_bert, mean_pool
+from gear.modeling import CrossAttentionInit, GearModel, Stack, build_from_bert, mean_pool
 from gear.precision import StepPrecision, effective_precision
 
 log = logging.getLogger(__name__)
@@ -127,6 +134,10 @@ class OptimizerSection:
     betas: tuple[float, float]  # AdamW betas
     eps: float  # AdamW epsilon
     weight_decay: float  # decoupled weight decay (matrices only, see the module docstring)
+    new_parameters_lr_multiplier: float = (
+        1.0  # x lr for the parameters the checkpoint lacks (module docstring)
+    )
+    temperature_lr_multiplier: float = 1.0  # x lr for the contrastive temperature (module docstring)
 
 
 @dataclass
@@ -169,6 +180,7 @@ class GearSection:
     max_document_tokens: int  # document truncation
     max_target_tokens: int  # decoder length ([DEC] + target)
     localization: LocalizationConfig = field(default_factory=lambda: LocalizationConfig(layer=10))
+    cross_attention_init: CrossAttentionInit = field(default_factory=CrossAttentionInit)
 
 
 def read_sections(cfg: dict) -> tuple[GearSection, TrainSection]:
@@ -420,19 +432,57 @@ def compile_stacks(training: GearTrainingModule) -> None:
 
 
 def build_optimizer(
-    params: nn.Module | Iterable[Tensor], opt: OptimizerSection, device: torch.device
+    params: nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]],
+    opt: OptimizerSection,
+    device: torch.device,
+    new_parameters: Collection[str] = (),
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable tensors of ``params`` (a module's parameters, or the list of
-    :meth:`gear.precision.StepPrecision.optimizer_parameters`); weight decay on matrices only
-    (module docstring)."""
-    decay, no_decay = [], []
-    for param in params.parameters() if isinstance(params, nn.Module) else params:
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW over the trainable tensors of ``params``: a module, the tensors of
+    :meth:`gear.precision.StepPrecision.optimizer_parameters`, or ``(name, tensor)`` pairs
+    (:meth:`~gear.precision.StepPrecision.named_optimizer_parameters`).
+
+    Weight decay applies to matrices only (module docstring). With names, the tensors named in
+    ``new_parameters`` learn at ``opt.new_parameters_lr_multiplier`` x the rate and the one named
+    ``temperature`` at ``opt.temperature_lr_multiplier`` x; every group carries its
+    ``lr_multiplier``, which the training loop applies to the scheduled rate.
+    """
+    if isinstance(params, nn.Module):
+        params = params.parameters()
+    named = [p if isinstance(p, tuple) else ("", p) for p in params]
+    new = set(new_parameters)
+    groups: dict[tuple[float, bool], list[Tensor]] = {}
+    for name, param in named:
+        if not param.requires_grad:
+            continue
+        multiplier = 1.0
+        if name in new:
+            multiplier = opt.new_parameters_lr_multiplier
+        elif name == "temperature":
+            multiplier = opt.temperature_lr_multiplier
+        groups.setdefault((multiplier, param.ndim >= 2), []).append(param)
+    param_groups = [
+        {
+            "params": tensors,
+            "weight_decay": opt.weight_decay if decayed else 0.0,
+            "lr": opt.lr * multiplier,
+            "lr_multiplier": multiplier,
+        }
+        for (multiplier, decayed), tensors in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
+    ]
     return torch.optim.AdamW(
-        groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=device.type in ("cuda", "cpu") or None
+        param_groups,
+        lr=opt.lr,
+        betas=tuple(opt.betas),
+        eps=opt.eps,
+        fused=device.type in ("cuda", "cpu") or None,
     )
+
+
+def new_parameter_names(newly_initialised: Iterable[str], prefix: str = "model.") -> list[str]:
+    """Training-module names of the parameters a checkpoint did not provide at all (a
+    :class:`gear.modeling.LoadReport`'s ``newly_initialised``, row ranges such as the ``[DEC]`` row
+    of a pretrained embedding left out: the rest of that tensor is pretrained)."""
+    return [prefix + name for name in newly_initialised if "[" not in name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,6 +779,7 @@ def train_gear(
         checkpoint,
         gear_section.decoder_start_token,
         seed=seed,
+        cross_attention_init=gear_section.cross_attention_init,
         max_query_tokens=gear_section.max_query_tokens,
         max_document_tokens=gear_section.max_document_tokens,
         max_target_tokens=gear_section.max_target_tokens,
@@ -738,7 +789,12 @@ def train_gear(
         log.info("GeAR from %s: %s", checkpoint, report.summary())
     training = GearTrainingModule(model, train, lm_loss).to(device)
     precision = StepPrecision(training, effective_precision(train.precision, device), ("temperature",))
-    optimizer = build_optimizer(precision.optimizer_parameters(), train.optimizer, device)
+    optimizer = build_optimizer(
+        precision.named_optimizer_parameters(),
+        train.optimizer,
+        device,
+        new_parameter_names(report.newly_initialised),
+    )
 
     fingerprint = stable_hash(
         {
@@ -890,7 +946,7 @@ def train_gear(
                 continue
             current_lr = learning_rate(step, total_steps, train.optimizer.lr, train.schedule)
             for group in optimizer.param_groups:
-                group["lr"] = current_lr
+                group["lr"] = current_lr * group["lr_multiplier"]
             precision.gradients_to_masters()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

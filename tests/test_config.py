@@ -27,7 +27,15 @@ def test_paper_config_holds_the_papers_values(paper_config):
     assert train["alpha"] == 0.4 and train["alpha_ramp_epochs"] == 2
     assert train["temperature_init"] == 0.07
     assert (train["temperature_min"], train["temperature_max"]) == (0.001, 0.5)
-    assert train["optimizer"] == {"lr": 1e-5, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.05}
+    assert train["optimizer"] == {
+        "lr": 1e-5,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "weight_decay": 0.05,
+        # the paper states one rate for the whole model: no group gets another
+        "new_parameters_lr_multiplier": 1.0,
+        "temperature_lr_multiplier": 1.0,
+    }
     assert train["schedule"] == {"warmup_steps": 1000, "warmup_lr": 1e-6, "min_lr": 1e-6}
     assert paper_config["gear"]["max_document_tokens"] == 512
     assert paper_config["gear"]["init_checkpoint"] == "bert-base-uncased"

@@ -302,3 +302,34 @@ def test_build_from_non_bert_checkpoint_fails(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     with pytest.raises(ValueError, match="BERT checkpoints"):
         build_from_bert(tmp_path)
+
+
+def test_cross_attention_init_from_a_checkpoint(tiny_bert_path):
+    """values: identity starts V and O as the identity; layer_norm: copy takes the preceding
+    (pretrained) LayerNorm; query_key: self_attention copies the same layer's Q and K; BERT's init
+    (values: random) leaves them small and random; a bad value names its field."""
+    from gear.modeling import CrossAttentionInit
+
+    width = 32
+    eye = torch.eye(width)
+    model, _, _ = build_from_bert(
+        tiny_bert_path, cross_attention_init=CrossAttentionInit(query_key="self_attention")
+    )
+    assert model.config.extra["cross_attention_init"]["query_key"] == "self_attention"
+    for stack in (model.query_encoder, model.decoder):
+        for layer in stack.layers:
+            block, before = layer.cross_attention, layer.self_attention
+            assert torch.equal(block.kv.weight[width:], eye) and torch.equal(block.output.weight, eye)
+            assert torch.equal(block.layer_norm.weight, before.layer_norm.weight)
+            assert torch.equal(block.query.weight, before.qkv.weight[:width])
+            assert torch.equal(block.kv.weight[:width], before.qkv.weight[width : 2 * width])
+            assert block.dropout.p == 0.0 and block.attention_dropout == 0.0
+    bert, _, _ = build_from_bert(
+        tiny_bert_path,
+        cross_attention_init=CrossAttentionInit(values="random", layer_norm="fresh", dropout=0.1),
+    )
+    block = bert.query_encoder.layers[0].cross_attention
+    assert block.output.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    assert torch.equal(block.layer_norm.weight, torch.ones(width)) and block.dropout.p == 0.1
+    with pytest.raises(ValueError, match=r"cross_attention_init\.values"):
+        CrossAttentionInit(values="zeros")

@@ -19,9 +19,11 @@ from gear.config import ConfigError
 from gear.data import EpochPlan, TripleCollator, TripleFile, doc_id_key
 from gear.io import DataFormatError
 from gear.modeling import (
+    CrossAttentionInit,
     GearModel,
     build_from_bert,
     config_from_bert,
+    initialise_cross_attention,
     load_bert_weights,
     mean_pool,
     read_bert_checkpoint,
@@ -67,8 +69,12 @@ def tiny_module(tiny_bert_path, train_cfg: dict, lm_loss=True, dropout=0.0, with
     else:  # the same model without loading transformers (spawned processes start faster)
         bert_cfg, tensors = read_bert_checkpoint(tiny_bert_path)
         torch.manual_seed(0)
-        model, tokenizer = GearModel(config_from_bert(bert_cfg, 30522, 102, **overrides)), None
+        model = GearModel(
+            config_from_bert(bert_cfg, 30522, 102, cross_attention_dropout_prob=0.0, **overrides)
+        )
+        tokenizer = None
         load_bert_weights(model, tensors)
+        initialise_cross_attention(model, CrossAttentionInit())
     _, train = read_sections(
         {
             "seed": 0,
@@ -502,6 +508,10 @@ def test_torchrun_training_matches_single_process(tmp_path, tiny_bert_path, mini
     bert.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # ranks draw other dropout masks
     (checkpoint / "config.json").write_text(json.dumps(bert))
     cfg = tiny_run_config(mini_config, checkpoint, epochs=1, queue_size=16)
+    # The key biases have an exactly zero gradient (softmax ignores a constant per query), so Adam
+    # turns float rounding into whole steps of its rate; at the new blocks' 10x rate the rounding
+    # difference between one and two processes reaches 2e-6 on them. One rate keeps 1e-6.
+    cfg["train"]["optimizer"]["new_parameters_lr_multiplier"] = 1.0
     single = copy.deepcopy(cfg)
     single["train"]["scenarios"]["qar"]["batch_size"] = 8
     one = launch_training(triples_file, tmp_path / "one", single, variant="GeAR", scenario="qar")
@@ -521,3 +531,51 @@ def test_torchrun_training_matches_single_process(tmp_path, tiny_bert_path, mini
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
     assert a["lm_head.bias"].abs().sum() > 0  # new (zero-initialised) and trained: the runs did train
     assert _epoch_records(one)[0]["lm_loss"] == pytest.approx(_epoch_records(two)[0]["lm_loss"], rel=1e-5)
+
+
+def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini_config):
+    """build_optimizer gives the parameters a checkpoint lacks and the temperature their
+    multipliers; the training loop scales every group's scheduled rate by its multiplier."""
+    from gear.modeling import build_from_bert
+    from gear.precision import StepPrecision
+    from gear.train import GearTrainingModule, build_optimizer, new_parameter_names
+
+    train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
+    train = read_sections(
+        {
+            "seed": 0,
+            "gear": {
+                "init_checkpoint": "x",
+                "decoder_start_token": "[DEC]",
+                "max_query_tokens": 16,
+                "max_document_tokens": 64,
+                "max_target_tokens": 16,
+            },
+            "train": train_cfg,
+        }
+    )[1]
+    train.optimizer.new_parameters_lr_multiplier, train.optimizer.temperature_lr_multiplier = 10.0, 0.1
+    model, _, report = build_from_bert(tiny_bert_path)
+    module = GearTrainingModule(model, train, True)
+    precision = StepPrecision(module, "fp32", ("temperature",))
+    new = new_parameter_names(report.newly_initialised)
+    assert "model.query_encoder.layers.0.cross_attention.query.weight" in new
+    assert not any("[" in name for name in new)  # the [DEC] row of a pretrained embedding is not "new"
+    optimizer = build_optimizer(
+        precision.named_optimizer_parameters(), train.optimizer, torch.device("cpu"), new
+    )
+    rate_of = {
+        id(p): (group["lr_multiplier"], group["weight_decay"])
+        for group in optimizer.param_groups
+        for p in group["params"]
+    }
+    named = dict(module.named_parameters())
+    lr, decay = train.optimizer.lr, train.optimizer.weight_decay
+    assert rate_of[id(named["model.query_encoder.layers.0.cross_attention.query.weight"])] == (10.0, decay)
+    assert rate_of[id(named["model.query_encoder.layers.0.cross_attention.query.bias"])] == (10.0, 0.0)
+    assert rate_of[id(named["model.query_encoder.layers.0.self_attention.qkv.weight"])] == (1.0, decay)
+    assert rate_of[id(named["temperature"])] == (0.1, 0.0)
+    assert all(group["lr"] == pytest.approx(lr * group["lr_multiplier"]) for group in optimizer.param_groups)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(
+        p.requires_grad for p in module.parameters()
+    )
