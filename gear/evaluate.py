@@ -55,6 +55,7 @@ from gear.encoding import TextEncoder
 from gear.io import DataFormatError, write_json
 from gear.layout import Layout, scenario_of
 from gear.metrics import (
+    break_ties_at_random,
     localization_metrics,
     qa_generation_metrics,
     random_unit_scores,
@@ -491,7 +492,9 @@ def evaluate_localization(
         )
     }
     if attention is not None:
-        references["unit_length"] = localization_metrics(attention.uniform, relevant, k)
+        references["unit_length"] = localization_metrics(
+            break_ties_at_random(attention.uniform, settings.bootstrap.seed), relevant, k
+        )
     result = build_result(
         model=name,
         dataset=data.name,
@@ -682,7 +685,11 @@ def layer_analysis(
                 zip(
                     ("metrics", "ci"),
                     summarize(
-                        localization_metrics(attention.uniform, [q.relevant_units for q in queries], k),
+                        localization_metrics(
+                            break_ties_at_random(attention.uniform, settings.bootstrap.seed),
+                            [q.relevant_units for q in queries],
+                            k,
+                        ),
                         *_bootstrap_args(settings),
                     ),
                     strict=True,

@@ -238,7 +238,12 @@ def evaluate_probe(model_dir: Path, rows: list[dict], layer: int) -> dict[str, f
     """Exact match of greedy generation and, for tasks with units, cross-attention localization
     R@1 with its references (unit length, random) and the mean normalised attention entropy."""
     from gear.inference import LocalizationConfig, generate, load_gear, localize_units
-    from gear.metrics import localization_metrics, qa_generation_metrics, random_unit_scores
+    from gear.metrics import (
+        break_ties_at_random,
+        localization_metrics,
+        qa_generation_metrics,
+        random_unit_scores,
+    )
 
     model, tokenizer = load_gear(model_dir, device="cpu")
     queries, documents = [r["query"] for r in rows], [r["document"] for r in rows]
@@ -257,7 +262,8 @@ def evaluate_probe(model_dir: Path, rows: list[dict], layer: int) -> dict[str, f
             LocalizationConfig(layer=layer),
         )
         out["loc_R@1"] = float(localization_metrics(found.by_layer[layer], relevant, 1)["R@1"].mean())
-        out["length_R@1"] = float(localization_metrics(found.uniform, relevant, 1)["R@1"].mean())
+        length = break_ties_at_random(found.uniform, seed=0)
+        out["length_R@1"] = float(localization_metrics(length, relevant, 1)["R@1"].mean())
         random = random_unit_scores([len(r["units"]) for r in rows], seed=0)
         out["random_R@1"] = float(localization_metrics(random, relevant, 1)["R@1"].mean())
         out["entropy"] = float(found.entropy[layer].mean())

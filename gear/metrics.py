@@ -180,6 +180,27 @@ def localization_metrics(
     return ranking_metrics(rank_relevance(scores, relevant, valid), n_relevant, k)
 
 
+def break_ties_at_random(scores: Sequence[np.ndarray], seed: int) -> list[np.ndarray]:
+    """``scores`` with ties broken by a seeded random order, every strict order kept.
+
+    For the unit-length reference: ranking units by token count with ties broken pessimistically
+    (the rule for every model, SPEC 7) ranks a gold unit last among equally long units, a floor
+    that any slightly non-uniform attention clears by chance. The reference a localizer must beat
+    is uniform attention with an arbitrary tie order, which this gives (the suite's choice).
+    Non-finite scores (units cut off by truncation) stay as they are.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for row in scores:
+        row = np.asarray(row, dtype=np.float64)
+        finite = np.isfinite(row)
+        values = np.unique(row[finite])
+        gap = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
+        jitter = np.where(finite, rng.random(len(row)) * 0.5 * gap, 0.0)
+        out.append(row + jitter)
+    return out
+
+
 def random_unit_scores(unit_counts: Sequence[int], seed: int) -> list[np.ndarray]:
     """A seeded random ranking of every query's units (the chance reference of localization):
     per query, ``unit_counts[i]`` scores drawn uniformly from [0, 1) (ties have probability 0)."""

@@ -129,6 +129,7 @@ def evaluate(
     """
     from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
     from gear.metrics import (
+        break_ties_at_random,
         localization_metrics,
         qa_generation_metrics,
         random_unit_scores,
@@ -161,7 +162,7 @@ def evaluate(
         localization=LocalizationConfig(layer=localization_layer),
     )
     localization = localization_metrics(found.by_layer[localization_layer], relevant, 1)
-    length = localization_metrics(found.uniform, relevant, 1)
+    length = localization_metrics(break_ties_at_random(found.uniform, seed=0), relevant, 1)
     random = localization_metrics(random_unit_scores([len(u) for u in units], seed=0), relevant, 1)
     predictions = generate(
         encoder.model,

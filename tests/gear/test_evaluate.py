@@ -394,6 +394,7 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
     assert result["per_query"]["R@1"] == pytest.approx(expected["R@1"].tolist())
     # the trivial references on the same queries: units by token count, a seeded random ranking
     from gear.inference import localize_units
+    from gear.metrics import break_ties_at_random
 
     found = localize_units(
         model,
@@ -405,7 +406,9 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
         localization,
     )
     relevant = [q.relevant_units for q in kept]
-    length = localization_metrics(found.uniform, relevant, 1)
+    length = localization_metrics(
+        break_ties_at_random(found.uniform, gear_settings.bootstrap.seed), relevant, 1
+    )
     assert result["references"]["unit_length"]["metrics"]["R@1"] == pytest.approx(length["R@1"].mean())
     assert set(result["references"]) == {"unit_length", "random"}
     random_r1 = result["references"]["random"]["metrics"]["R@1"]

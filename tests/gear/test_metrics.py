@@ -230,3 +230,18 @@ def test_summarize_shares_resamples_across_metrics():
     assert ci["R@1"] == ci["M@1"]
     with pytest.raises(ValueError, match="differ in length"):
         summarize({"a": np.ones(3), "b": np.ones(4)}, 10, 0, 0.95)
+
+
+def test_break_ties_at_random_keeps_every_strict_order():
+    from gear.metrics import break_ties_at_random, localization_metrics
+
+    rows = [np.array([3.0, 5.0, 5.0, 2.0, -np.inf]), np.array([1.0, 1.0, 1.0, 1.0])]
+    broken = break_ties_at_random(rows, seed=0)
+    assert broken[0][4] == -np.inf and broken[0][1] != broken[0][2]
+    assert np.argsort(broken[0][[0, 3]]).tolist() == [1, 0] and min(broken[0][1:3]) > broken[0][0]
+    assert len(set(broken[1].tolist())) == 4 and (broken[1] < 1.5).all()
+    # pessimistic ties put a gold unit last among equals; random ties give chance among them
+    gold = [[2], [3]]
+    assert localization_metrics(rows, gold, 1)["R@1"].tolist() == [0.0, 0.0]
+    hits = [localization_metrics(break_ties_at_random(rows, seed=s), gold, 1)["R@1"] for s in range(200)]
+    assert 0.3 < np.mean([h[0] for h in hits]) < 0.7 and 0.15 < np.mean([h[1] for h in hits]) < 0.35

