@@ -328,6 +328,24 @@ def test_triple_file_errors_name_file_and_line(tmp_path):
     assert len(dataset) == 2 and dataset[1]["query_id"] == "a" and dataset.line_number(1) == 4
 
 
+def test_triple_file_fingerprint_covers_every_byte(tmp_path):
+    """A same-size edit in the middle of a large file changes the fingerprint (the resume key):
+    the old one hashed only the first and last MiB."""
+    from gear.io import file_sha256
+
+    row = '{"query_id": "q%07d", "query": "q", "doc_id": "d", "document": "%s", "target": "t"}\n'
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(row % (i, "x" * 200) for i in range(12_000)))  # about 3 MB
+    before = TripleFile(path, chunk_bytes=1 << 16).fingerprint()
+    assert before == {"size": path.stat().st_size, "triples": 12_000, "sha256": file_sha256(path)}
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 200] = data[middle : middle + 200].replace(b"x", b"y")
+    path.write_bytes(bytes(data))
+    after = TripleFile(path, chunk_bytes=1 << 16).fingerprint()
+    assert after["size"] == before["size"] and after["sha256"] != before["sha256"]
+
+
 # -- end to end: resumption and corrupt checkpoints ---------------------------------------------
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
