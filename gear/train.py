@@ -61,7 +61,10 @@ written last. Running the same command again resumes from the newest state whose
 verifies (a truncated or corrupt one is skipped with a warning; the last two are kept) and ends
 with bitwise the same weights on CPU as a run that never stopped: the data order depends only on
 ``(seed, epoch)``, and every RNG is restored. A state written under a different configuration,
-data file or number of processes is discarded with a warning, never resumed. The hidden
+data file (every byte hashed), training code (the source of :data:`TRAINING_CODE`) or number of
+processes is discarded with a warning, never resumed; the states of a run that finished are
+not resumed either: rerunning a finished run (Snakemake's ``--forcerun train_gear``) trains
+afresh. The hidden
 temporary folders that a process killed in the middle of a write leaves (``.step_{n}.*``, a
 checkpoint's size) are deleted when training starts again (``tests/reliability`` kills training
 with SIGKILL at a random step and in the middle of a checkpoint write).
@@ -91,6 +94,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import logging
 import math
 import os
@@ -493,6 +497,20 @@ MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
+#: The modules whose code decides what training produces; the resume fingerprint hashes them, so
+#: a fix to the model or the trainer never resumes (or republishes) weights of the old code.
+TRAINING_CODE = ("modeling.py", "train.py", "precision.py", "data.py")
+
+
+def training_code_fingerprint() -> str:
+    """Short SHA-256 of the source of :data:`TRAINING_CODE` (gear's own folder)."""
+    digest = hashlib.sha256()
+    for name in TRAINING_CODE:
+        digest.update(name.encode())
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class StateStore:
     """Step checkpoints in ``root/step_{n}``: atomic folders, verified by a manifest written last."""
 
@@ -536,6 +554,12 @@ class StateStore:
             if file_sha256(path) != digest:
                 return f"{name} does not match its checksum (truncated or corrupt)"
         return None
+
+    def clear(self) -> None:
+        """Remove every step checkpoint (a finished run's, before training afresh)."""
+        for _, folder in self._step_dirs():
+            shutil.rmtree(folder, ignore_errors=True)
+        self._verified.clear()
 
     def newest(self) -> tuple[int, dict] | None:
         """The newest verified checkpoint ``(step, payload)``; bad ones are skipped with a warning."""
@@ -805,6 +829,7 @@ def train_gear(
             "scenario": scenario,
             "world_size": world,
             "data": dataset.fingerprint(),
+            "code": training_code_fingerprint(),
         }
     )
     state_root = out_root / "state"
@@ -823,11 +848,15 @@ def train_gear(
             if (folder / MANIFEST).is_file() and read_json(folder / MANIFEST).get(
                 "fingerprint"
             ) != fingerprint:
-                log.warning("discarding %s: written under another configuration or data file", folder)
+                log.warning(
+                    "discarding %s: written under another configuration, data file or training code", folder
+                )
                 shutil.rmtree(folder, ignore_errors=True)
         for folder in state_root.glob("epochs-*"):
             if folder != kept_epochs:
-                log.warning("discarding %s: epoch models of another configuration or data file", folder)
+                log.warning(
+                    "discarding %s: epoch models of another configuration, data file or training code", folder
+                )
                 shutil.rmtree(folder, ignore_errors=True)
     if _distributed():
         dist.barrier()
@@ -836,6 +865,19 @@ def train_gear(
     epoch_acc = _Accumulator.zeros(device)
     records: list[dict] = []
     resumed = store.newest()
+    if resumed is not None and resumed[0] >= stop_at:
+        # The run these states belong to has finished and its outputs are gone (Snakemake
+        # deletes them before a forced rerun): resuming would train nothing and republish the
+        # old weights. A rerun trains afresh.
+        if this_rank == 0:
+            log.info(
+                "%s holds a finished run (step %d of %d): training afresh", state_root, resumed[0], stop_at
+            )
+        resumed = None
+        if world > 1:
+            dist.barrier()  # every rank has read the store before rank 0 empties it
+        if this_rank == 0:
+            store.clear()
     torch.manual_seed(seed + this_rank)
     random.seed(seed + this_rank)
     np.random.seed((seed + this_rank) % 2**32)  # noqa: NPY002
@@ -1000,6 +1042,7 @@ def train_gear(
                     "scenario": scenario,
                     "train_file": str(train_file),
                     "data": dataset.fingerprint(),
+                    "code": training_code_fingerprint(),
                     "world_size": world,
                     "steps": step,
                     "total_steps": total_steps,

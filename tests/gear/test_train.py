@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -597,3 +598,33 @@ def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini
     assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(
         p.requires_grad for p in module.parameters()
     )
+
+
+@pytest.mark.slow
+def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, caplog, monkeypatch):
+    """Snakemake's --forcerun deletes the outputs and reruns: the states of the finished run must
+    not be resumed (that trained 0 steps and republished the old weights); nor may states written
+    by other training code (the code is part of the resume fingerprint)."""
+    import gear.train
+
+    triples, cfg, reference = uninterrupted_run
+    out = tmp_path / "out"
+    train_gear(triples, out, cfg, "GeAR", "qar")
+    shutil.rmtree(out / "model")
+    shutil.rmtree(out / "epochs")
+    caplog.set_level(logging.INFO, logger="gear.train")
+    final = train_gear(triples, out, cfg, "GeAR", "qar")
+    assert (
+        "holds a finished run (step 12 of 12): training afresh" in caplog.text
+        and "resuming" not in caplog.text
+    )
+    steps = [r["step"] for r in map(json.loads, (final / "train_log.jsonl").read_text().splitlines())]
+    assert steps[0] < 12 and json.loads((final / "train_config.json").read_text())["steps"] == 12
+    _assert_bitwise_equal(final, reference)
+
+    # A stopped run resumes under the same code, and not under other code.
+    caplog.clear()
+    train_gear(triples, tmp_path / "stopped", cfg, "GeAR", "qar", max_steps=8)
+    monkeypatch.setattr(gear.train, "training_code_fingerprint", lambda: "other code")
+    train_gear(triples, tmp_path / "stopped", cfg, "GeAR", "qar")
+    assert "written under another configuration" in caplog.text and "resuming" not in caplog.text
