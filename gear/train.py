@@ -52,7 +52,9 @@ micro-batches (the LM normalisation then holds per micro-batch).
 **Checkpoints**: after every epoch, a Hugging Face style model folder ``out_root/epochs/epoch_{e}``
 (Figure 4a/b evaluates each). They are written to ``out_root/state/epochs-{fingerprint}`` and
 hard-linked into ``epochs/``, so that a workflow manager deleting ``epochs/`` (an output) before a
-rerun does not lose finished epochs. Every
+rerun does not lose finished epochs; each carries the checksums of its files
+(``epoch_manifest.json``), checked before every publish, so a damaged one fails loudly
+(:class:`CheckpointError`) instead of feeding Figure 4a/b. Every
 ``checkpoint_every_steps`` steps, at the end of every epoch and when ``max_steps`` stops the run, a
 training state ``out_root/state/step_{n}`` (model, momentum encoders, queues, temperature,
 optimizer, schedule position, epoch and position in the epoch, every process's RNG states and
@@ -716,16 +718,61 @@ def _remove_unfinished_writes(folder: Path, prefixes: tuple[str, ...]) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _publish_epochs(kept: Path, published: Path) -> None:
+class CheckpointError(RuntimeError):
+    """A checkpoint or epoch model on disk is damaged; the message says what to delete."""
+
+
+#: Checksums of an epoch model's files, written last into its kept folder (gear.train).
+EPOCH_MANIFEST = "epoch_manifest.json"
+
+
+def _write_epoch_manifest(folder: Path) -> None:
+    files = {item.name: file_sha256(item) for item in sorted(folder.iterdir()) if item.is_file()}
+    write_json(folder / EPOCH_MANIFEST, {"files": files})
+
+
+def _check_epoch(folder: Path) -> str | None:
+    """None when the kept epoch model ``folder`` matches its manifest, else what is wrong."""
+    try:
+        files = read_json(folder / EPOCH_MANIFEST)["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"no readable {EPOCH_MANIFEST} ({err})"
+    for name, digest in files.items():
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if file_sha256(folder / name) != digest:
+            return f"{name} does not match its checksum (truncated or corrupt)"
+    return None
+
+
+def _publish_epochs(kept: Path, published: Path, verified: set[Path] | None = None) -> None:
     """Rebuild ``published`` (``out_root/epochs``) from the kept epoch models, atomically.
 
-    Hard links, so no space is used twice (copies where links are impossible); rebuilt whole, so
-    nothing of an earlier, discarded run survives in it.
+    Every kept model is first checked against the checksums written with it (once per process
+    with ``verified``): a truncated or corrupt one is never published (Figure 4a/b reads them);
+    the error names it and says how to retrain it. Hard links, so no space is used twice (copies
+    where links are impossible); rebuilt whole, so nothing of an earlier, discarded run survives.
+
+    Raises:
+        CheckpointError: a kept epoch model that does not match its checksums.
     """
     if not kept.is_dir():
         return
+    verified = set() if verified is None else verified
+    folders = sorted(p for p in kept.iterdir() if p.name.startswith("epoch_"))
+    for folder in folders:
+        if folder not in verified:
+            problem = _check_epoch(folder)
+            if problem is not None:
+                raise CheckpointError(
+                    f"{folder}: {problem}. This epoch model was damaged after it was written (a crash "
+                    f"or a full disk) and is not published. Delete {folder} and the step checkpoints "
+                    f"after it in {kept.parent} (or all of {kept.parent} to retrain everything), then "
+                    "rerun the same command."
+                )
+            verified.add(folder)
     with atomic_dir(published) as tmp:
-        for folder in sorted(p for p in kept.iterdir() if p.name.startswith("epoch_")):
+        for folder in folders:
             (tmp / folder.name).mkdir()
             for item in folder.iterdir():
                 try:
@@ -836,6 +883,7 @@ def train_gear(
     store = StateStore(state_root, fingerprint)
     # Epoch models of this run are kept under its fingerprint; those of another run are discarded.
     kept_epochs, published_epochs = state_root / f"epochs-{fingerprint}", out_root / "epochs"
+    verified_epochs: set[Path] = set()  # kept epoch models checked (or written) by this process
     if this_rank == 0:
         # A process killed while writing a checkpoint or a model leaves its hidden temporary
         # folder (gear.io.atomic_dir): never read, but as large as a checkpoint. No other process
@@ -945,7 +993,9 @@ def train_gear(
             if not (kept_epochs / f"epoch_{epoch}").is_dir():
                 with atomic_dir(kept_epochs / f"epoch_{epoch}") as tmp, precision.fp32_weights():
                     model.save_pretrained(tmp, tokenizer)
-            _publish_epochs(kept_epochs, published_epochs)
+                    _write_epoch_manifest(tmp)
+                verified_epochs.add(kept_epochs / f"epoch_{epoch}")
+            _publish_epochs(kept_epochs, published_epochs, verified_epochs)
             record = {"event": "epoch", "epoch": epoch, "step": step, **means}
             records.append(record)
             log.info("epoch %d done (step %d): %s", epoch, step, _format(means))
@@ -1031,7 +1081,7 @@ def train_gear(
 
     final = out_root / "model"
     if this_rank == 0:
-        _publish_epochs(kept_epochs, published_epochs)
+        _publish_epochs(kept_epochs, published_epochs, verified_epochs)
         with atomic_dir(final) as tmp, precision.fp32_weights():
             model.save_pretrained(tmp, tokenizer)
             write_json(tmp / "gear_config.json", cfg["gear"])

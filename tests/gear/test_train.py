@@ -628,3 +628,25 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
     monkeypatch.setattr(gear.train, "training_code_fingerprint", lambda: "other code")
     train_gear(triples, tmp_path / "stopped", cfg, "GeAR", "qar")
     assert "written under another configuration" in caplog.text and "resuming" not in caplog.text
+
+
+@pytest.mark.slow
+def test_a_damaged_epoch_model_is_never_published(tmp_path, uninterrupted_run):
+    """Epoch models are checked against the checksums written with them before every publish:
+    a truncated one (a crash, a full disk) fails with a message naming it, not silently."""
+    from gear.train import CheckpointError
+
+    triples, cfg, reference = uninterrupted_run
+    assert (reference.parent / "epochs" / "epoch_1" / "epoch_manifest.json").is_file()
+    out = tmp_path / "out"
+    train_gear(triples, out, cfg, "GeAR", "qar", max_steps=8)  # epoch 1 kept and published
+    (kept,) = (out / "state").glob("epochs-*/epoch_1")
+    weights = kept / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])  # the hard-linked published copy with it
+    with pytest.raises(CheckpointError, match=r"epoch_1: model\.safetensors does not match its checksum"):
+        train_gear(triples, out, cfg, "GeAR", "qar")
+    shutil.rmtree(kept.parent)  # what the message says to do: retrain
+    shutil.rmtree(out / "state", ignore_errors=True)
+    final = train_gear(triples, out, cfg, "GeAR", "qar")
+    _assert_bitwise_equal(final, reference)
+    _assert_bitwise_equal(out / "epochs" / "epoch_1", reference.parent / "epochs" / "epoch_1")
