@@ -50,6 +50,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from array import array
@@ -138,6 +139,9 @@ def iter_paq_records(path: str | os.PathLike, skipped: SkipCounter | None = None
         yield PaqRecord(line, question.strip(), answers, _passage_id(provenance[0]["passage_id"], where))
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
+
+
 def iter_passages(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
     """Stream ``(id, text, title)`` from a DPR passage TSV, checking ids ascend.
 
@@ -146,7 +150,9 @@ def iter_passages(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
     """
     path = Path(path)
     with open_binary(path) as raw:
-        text_stream = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        # Undecodable bytes become lone surrogates and are reported with the row's own line: a
+        # strict decoder fails while reading ahead of the CSV reader's line counter.
+        text_stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.reader(text_stream, delimiter="\t")
         previous = None
         try:
@@ -161,6 +167,8 @@ def iter_passages(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
                     continue
                 if len(row) < 3:
                     raise DataFormatError(f"{path}:{line}: expected 3 tab-separated fields, got {len(row)}")
+                if _UNDECODABLE.search(row[0]) or _UNDECODABLE.search(row[1]) or _UNDECODABLE.search(row[2]):
+                    raise DataFormatError(f"{path}:{line}: not valid UTF-8")
                 pid = _passage_id(row[0], f"{path}:{line}")
                 if previous is not None and pid <= previous:
                     raise DataFormatError(

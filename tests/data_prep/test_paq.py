@@ -119,6 +119,14 @@ def test_missing_passages_are_counted(tmp_path, data_cfg):
     assert stats["documents"] + stats["test_documents_not_in_passages"] == 2
 
 
+def _with_bad_byte(data: bytes, line: int) -> bytes:
+    """``data`` with a byte that is not UTF-8 in the text of 1-based line ``line``."""
+    lines = data.split(b"\n")
+    assert len(lines) > line, "the fixture TSV is too short"
+    lines[line - 1] = lines[line - 1].replace(b"\t", b"\tcaf\xe9 ", 1)
+    return b"\n".join(lines)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -146,6 +154,8 @@ def test_missing_passages_are_counted(tmp_path, data_cfg):
             r"psgs_w100.tsv:3: passage id 110 does not follow 999",
         ),
         (lambda m, p: p.write_text("id\ttitle\ttext\n"), r"psgs_w100.tsv:1: expected the header"),
+        # a bad byte deep in the TSV is reported on its own line (the decoder reads ahead of the reader)
+        (lambda m, p: p.write_bytes(_with_bad_byte(p.read_bytes(), 6)), r"psgs_w100.tsv:6: not valid UTF-8"),
     ],
 )
 def test_bad_paq_input_fails_clearly_and_leaves_nothing(tmp_path, data_cfg, edit, message):
