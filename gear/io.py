@@ -30,6 +30,7 @@ def _current_umask() -> int:
 # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual permissions instead,
 # so results written on a shared cluster are readable by the group as any other file would be.
 _FILE_MODE = 0o666 & ~_current_umask()
+FILE_MODE = _FILE_MODE  #: the mode of files the suite writes (0666 less the umask)
 _DIR_MODE = 0o777 & ~_current_umask()
 
 

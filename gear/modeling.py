@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gear.io import FILE_MODE
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -463,6 +466,25 @@ def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
+def canonical_safetensors(path: Path) -> None:
+    """Make a safetensors file a function of its tensors alone, readable by everyone the umask allows.
+
+    The safetensors writer serialises the metadata from a hash map, so two saves of the same
+    tensors differ in their header's key order (and checksums cannot tell that two runs agree);
+    it also creates the file 0600. The header is rewritten in place with sorted keys (the same
+    bytes, so the same length and offsets) and the mode set as ``gear.io`` sets it for its writes.
+    """
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        if len(canonical) > size:  # cannot happen: the same keys and values, reordered
+            raise ValueError(f"{path}: canonical safetensors header longer than the original")
+        handle.seek(8)
+        handle.write(canonical + b" " * (size - len(canonical)))
+    os.chmod(path, FILE_MODE)
+
+
 class GearModel(nn.Module):
     """GeAR: bi-encoder (``query_encoder``, ``document_encoder``), fusion encoder (the query encoder
     with its cross-attention blocks switched on) and text decoder with a tied LM head."""
@@ -599,6 +621,7 @@ class GearModel(nn.Module):
         )
         tensors = {name: t.detach().to("cpu").contiguous() for name, t in self.state_dict().items()}
         save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        canonical_safetensors(folder / WEIGHTS_NAME)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(folder))
 

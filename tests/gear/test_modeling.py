@@ -286,6 +286,38 @@ def test_save_load_round_trip(tmp_path, tiny_bert_path):
         )
 
 
+def test_saved_weights_are_byte_identical_across_processes_and_not_private(tmp_path, tiny_bert_path):
+    """The same tensors give the same model.safetensors bytes in every process (the writer orders
+    its metadata by a hash map), and the file is not 0600 (issue 16, item 7)."""
+    import hashlib
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    model, _, _ = build_from_bert(tiny_bert_path, seed=3, max_document_tokens=32)
+    model.save_pretrained(tmp_path / "m")
+    script = (
+        "import sys; from gear.modeling import GearModel; "
+        "GearModel.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])"
+    )
+    digests = set()
+    for i in range(4):  # hash seeds differ per process: the old writer gave 2 orders of its 2 keys
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "m"), str(tmp_path / f"c{i}")], check=True
+        )
+        digests.add(hashlib.sha256((tmp_path / f"c{i}" / "model.safetensors").read_bytes()).hexdigest())
+    assert digests == {hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()}
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = stat.S_IMODE((tmp_path / "m" / "model.safetensors").stat().st_mode)
+    assert mode == 0o666 & ~mask
+    reloaded = load_file(str(tmp_path / "c0" / "model.safetensors"))
+    assert all(torch.equal(reloaded[k], v) for k, v in model.state_dict().items())
+
+
 def test_from_pretrained_rejects_mismatched_weights(tmp_path):
     torch.manual_seed(0)
     GearModel(tiny_config()).save_pretrained(tmp_path)
