@@ -16,7 +16,10 @@ def _requirements() -> list[str]:
 
 def test_every_requirement_is_pinned_exactly():
     for line in _requirements():
-        assert re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[A-Za-z0-9_.+\-]+", line), line
+        # an exact pin, optionally with build settings (llama-cpp-python's GGML_NATIVE=OFF)
+        assert re.fullmatch(
+            r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[A-Za-z0-9_.+\-]+( --config-settings=\S+)?", line
+        ), line
 
 
 def test_environment_yml_installs_the_same_pins():
