@@ -1,8 +1,8 @@
 """Logging set-up for the workflow's scripts and the command-line entry points.
 
 A Snakemake script calls ``setup_logging(snakemake.log[0])`` first: log records and warnings go
-to the rule's log file (and to stderr), one line each with a timestamp, so a failed job's log
-says what happened. Long loops log a line a minute, not a line a step (see :class:`Every`).
+to the rule's log file (and to stderr), one line each with a timestamp, and an uncaught exception
+ends the log file with the error and its traceback, so a failed job's log says what happened. Long loops log a line a minute, not a line a step (see :class:`Every`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,21 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         force=True,
     )
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     return logging.getLogger("gear")
+
+
+def _log_uncaught(kind, value, traceback) -> None:
+    """Uncaught exceptions end the log file with the error and its traceback (and reach stderr
+    through the same handlers): on a cluster the job's log is where a user looks, not Snakemake's
+    stderr."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("gear").critical(
+        "the job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, traceback)
+    )
+    logging.shutdown()
 
 
 class Every:
