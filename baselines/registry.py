@@ -25,6 +25,7 @@ workflow trained (``layout.final_model(entry.name, scenario)``), ``gear`` loads
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,13 +89,29 @@ def load_registry(path: str | Path) -> dict[str, ModelEntry]:
 
 
 def select_models(
-    registry: dict[str, ModelEntry], names: list[str], source: str = "evaluate.models"
+    registry: dict[str, ModelEntry],
+    names: list[str],
+    source: str = "evaluate.models",
+    variants: Iterable[str] | None = None,
 ) -> list[ModelEntry]:
-    """The entries a run evaluates, in the order given; unknown names fail with the known ones."""
+    """The entries a run evaluates, in the order given; unknown names fail with the known ones.
+
+    With ``variants`` (the config's ``train.variants``), a GeAR entry whose ``variant`` is not
+    one of them fails here, naming both, instead of as a missing input of the workflow.
+    """
     unknown = [name for name in names if name not in registry]
     if unknown:
         raise ConfigError(f"{source}: unknown model(s) {unknown}; the registry has {sorted(registry)}")
-    return [registry[name] for name in names]
+    chosen = [registry[name] for name in names]
+    if variants is not None:
+        known = sorted(variants)
+        for entry in chosen:
+            if entry.kind == "gear" and entry.variant not in known:
+                raise ConfigError(
+                    f"registry entry {entry.name!r}: variant {entry.variant!r} is not in train.variants "
+                    f"{known}; add it there (its losses) or use one of those"
+                )
+    return chosen
 
 
 def local_model_folder(model: str, revision: str | None = None) -> str:

@@ -75,6 +75,23 @@ def test_unknown_model_name_in_a_run(tmp_path):
         select_models(registry, ["MiniLM", "Nope"])
 
 
+def test_a_gear_entry_with_an_unknown_variant_names_train_variants(tmp_path):
+    """It failed as Snakemake's MissingInputException (issue 16, item 8)."""
+    import yaml
+
+    data = yaml.safe_load(REGISTRY.read_text())
+    data["models"]["GeAR_mine"] = {**data["models"]["GeAR"], "variant": "GeAR_mine"}
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(data))
+    registry = load_registry(path)
+    variants = {"GeAR": {}, "GeAR_CL": {}}
+    assert [e.name for e in select_models(registry, ["GeAR"], variants=variants)] == ["GeAR"]
+    with pytest.raises(
+        ConfigError, match=r"'GeAR_mine': variant 'GeAR_mine' is not in train\.variants \['GeAR', 'GeAR_CL'\]"
+    ):
+        select_models(registry, ["GeAR", "GeAR_mine"], variants=variants)
+
+
 def test_hub_only_model_without_downloads_fails_before_any_work(run_config, empty_hub_cache):
     """A run naming BGE offline fails in the planning step, naming the model and the fixes."""
     run_config["evaluate"]["models"] = ["BGE"]
