@@ -54,6 +54,12 @@ def downloads_possible(allow_downloads: bool) -> bool:
     return allow_downloads and not offline
 
 
+def _looks_like_a_path(name: str) -> bool:
+    """A name no hub id can be: absolute, relative (./, ../, ~) or with more than one slash
+    (hub ids are ``name`` or ``owner/name``)."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name
+
+
 def resolve_model(
     name: str,
     model_paths: dict[str, str] | None = None,
@@ -85,6 +91,11 @@ def resolve_model(
         if not (local / "config.json").is_file():
             raise ModelUnavailableError(f"model folder {name!r} holds no config.json")
         return str(local)
+    if _looks_like_a_path(name):
+        raise ModelUnavailableError(
+            f"model folder {name!r} does not exist (a local path, not a hub id): check the path, or "
+            "save the model there with save_pretrained"
+        )
     if name == MINILM_ID:
         packaged = _packaged_minilm()
         if packaged is not None:

@@ -25,6 +25,21 @@ def test_hub_only_model_fails_with_name_and_fixes():
     assert "model_paths" in message and "allow_downloads" in message
 
 
+@pytest.mark.parametrize(
+    "name", ["/data/models/my-encoder", "./models/mine", "~/models/mine", "runs/a/model"]
+)
+def test_a_missing_local_folder_is_not_sent_to_the_hub(name, monkeypatch):
+    """A path that does not exist says so, instead of suggesting huggingface-cli (issue 16, item 8);
+    even where downloads are allowed, it is not handed to the hub as an id."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for allow in (False, True):
+        with pytest.raises(
+            ModelUnavailableError, match=r"does not exist \(a local path, not a hub id\)"
+        ) as info:
+            resolve_model(name, allow_downloads=allow)
+        assert "huggingface-cli" not in str(info.value)
+
+
 def test_hub_offline_env_blocks_downloads_even_when_allowed(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE is set"):
