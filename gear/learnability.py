@@ -277,7 +277,7 @@ def run_probe(settings: ProbeSettings, base_config: dict, work: Path, tokenizer_
         ``{"initial": metrics, "trained": metrics, "seconds": training time}`` (see
         :func:`evaluate_probe`).
     """
-    from gear.modeling import CrossAttentionInit, build_from_bert
+    from gear.modeling import build_from_bert
     from gear.train import read_sections, train_gear
 
     task = TASKS[settings.task]
@@ -309,7 +309,6 @@ def run_probe(settings: ProbeSettings, base_config: dict, work: Path, tokenizer_
         max_document_tokens=128,
         max_target_tokens=16,
     )
-    assert isinstance(gear_section.cross_attention_init, CrossAttentionInit)
     model.save_pretrained(initial, tokenizer)
     result = {"initial": evaluate_probe(initial, test_rows, layer)}
     started = time.perf_counter()

@@ -321,11 +321,18 @@ def _summary_html(data: Mapping) -> str:
     if not rows:
         return ""
 
+    from gear.metrics import break_ties_at_random
+
     def hit(q: Mapping, scores: Sequence) -> float:
         return float(_ranking(scores)[0] in set(q["relevant_units"]))
 
+    def finite(scores: Sequence) -> np.ndarray:
+        return np.array([-np.inf if v is None else v for v in scores], dtype=np.float64)
+
+    # Length ties broken at random, as in Table 2's reference row (gear.metrics.break_ties_at_random).
+    length_scores = break_ties_at_random([finite(q["length_scores"]) for q in rows], seed=0)
     gear = np.mean([hit(q, q["unit_scores"]) for q in rows])
-    length = np.mean([hit(q, q["length_scores"]) for q in rows])
+    length = np.mean([hit(q, list(s)) for q, s in zip(rows, length_scores, strict=True)])
     chance = np.mean([len(q["relevant_units"]) / len(q["unit_scores"]) for q in rows])
     entropy = np.mean([q["attention_entropy"] for q in rows])
     verdict = "" if gear > length else " GeAR does not beat unit length on these queries."

@@ -4,7 +4,7 @@
   bert-base-uncased tokenizer, written once per session (random weights, seeded).
 - ``triples_file``: 24 training triples of real text in the suite's JSON Lines format.
 - ``tiny_gear_path``: an untrained tiny GeAR folder (model + tokenizer with [DEC]).
-- ``one_thread``: run a test on one torch thread (tiny ops on shared cores).
+- ``one_thread``: run a test on one torch thread (tiny ops on shared cores); ``two_threads``: on two.
 """
 
 from __future__ import annotations
@@ -151,6 +151,17 @@ def tiny_gear_path(tmp_path_factory, tiny_bert_path) -> Path:
     )
     model.save_pretrained(folder, tokenizer)
     return folder
+
+
+@pytest.fixture()
+def two_threads():
+    """The learnability probes' timings (under 2 minutes each) are for two threads on two cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -370,8 +370,8 @@ def _gear(folder):
 @pytest.mark.slow
 def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings, gear_folders, single_thread):
     from gear.evaluate import GearGenerator, GearUnitScorer, layer_analysis
-    from gear.inference import LocalizationConfig, unit_scores
-    from gear.metrics import localization_metrics
+    from gear.inference import LocalizationConfig, localize_units
+    from gear.metrics import break_ties_at_random, localization_metrics
 
     model, tokenizer, localization = _gear(gear_folders["epoch_1"])
     scorer = GearUnitScorer(model, tokenizer, localization, batch_size=8, name="GeAR")
@@ -380,22 +380,6 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
     # the per-query values are those of unit_scores at the configured layer, ranked by the tie rule
     kept = [q for q in squad.queries if q.relevant_units]
     docs = [squad.gold(q) for q in kept]
-    direct = unit_scores(
-        model,
-        tokenizer,
-        [q.text for q in kept],
-        [d.text for d in docs],
-        [d.units for d in docs],
-        [2],
-        localization,
-    )[2]
-    assert any(np.isneginf(s).any() for s in direct), "96 tokens should cut off some units"
-    expected = localization_metrics(direct, [q.relevant_units for q in kept], 1)
-    assert result["per_query"]["R@1"] == pytest.approx(expected["R@1"].tolist())
-    # the trivial references on the same queries: units by token count, a seeded random ranking
-    from gear.inference import localize_units
-    from gear.metrics import break_ties_at_random
-
     found = localize_units(
         model,
         tokenizer,
@@ -405,6 +389,11 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
         [2],
         localization,
     )
+    direct = found.by_layer[2]
+    assert any(np.isneginf(s).any() for s in direct), "96 tokens should cut off some units"
+    expected = localization_metrics(direct, [q.relevant_units for q in kept], 1)
+    assert result["per_query"]["R@1"] == pytest.approx(expected["R@1"].tolist())
+    # the trivial references on the same queries: units by token count, a seeded random ranking
     relevant = [q.relevant_units for q in kept]
     length = localization_metrics(
         break_ties_at_random(found.uniform, gear_settings.bootstrap.seed), relevant, 1

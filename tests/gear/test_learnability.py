@@ -16,17 +16,6 @@ from gear.learnability import ProbeSettings, run_probe
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_threads")]
 
 
-@pytest.fixture()
-def two_threads():
-    """The probes' timings (under 2 minutes each) are for two threads on two cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def probe(tmp_path, mini_config, minilm_path, **settings):
     return run_probe(ProbeSettings(**settings), mini_config, tmp_path, minilm_path)
 

@@ -57,6 +57,18 @@ def tiny_run_config(mini_config: dict, tiny_bert_path: Path, **train_overrides) 
     return cfg
 
 
+def train_section(train_cfg: dict):
+    """The parsed ``train`` section of a tiny run (gear.train.TrainSection)."""
+    gear = {
+        "init_checkpoint": "x",
+        "decoder_start_token": "[DEC]",
+        "max_query_tokens": 16,
+        "max_document_tokens": 64,
+        "max_target_tokens": 16,
+    }
+    return read_sections({"seed": 0, "gear": gear, "train": train_cfg})[1]
+
+
 def tiny_module(tiny_bert_path, train_cfg: dict, lm_loss=True, dropout=0.0, with_tokenizer=True):
     overrides = dict(
         hidden_dropout_prob=dropout,
@@ -241,19 +253,7 @@ def test_loss_decreases_on_real_text(tiny_bert_path, mini_config, triples_file):
     batch = collate(tokenizer, module.model, triples_file, list(range(0, 24, 3)))
     optimizer = build_optimizer(
         module,
-        read_sections(
-            {
-                "seed": 0,
-                "gear": {
-                    "init_checkpoint": "x",
-                    "decoder_start_token": "[DEC]",
-                    "max_query_tokens": 16,
-                    "max_document_tokens": 64,
-                    "max_target_tokens": 16,
-                },
-                "train": train_cfg,
-            }
-        )[1].optimizer,
+        train_section(train_cfg).optimizer,
         torch.device("cpu"),
     )
     for group in optimizer.param_groups:
@@ -560,19 +560,7 @@ def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini
     from gear.train import GearTrainingModule, build_optimizer, new_parameter_names
 
     train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
-    train = read_sections(
-        {
-            "seed": 0,
-            "gear": {
-                "init_checkpoint": "x",
-                "decoder_start_token": "[DEC]",
-                "max_query_tokens": 16,
-                "max_document_tokens": 64,
-                "max_target_tokens": 16,
-            },
-            "train": train_cfg,
-        }
-    )[1]
+    train = train_section(train_cfg)
     train.optimizer.new_parameters_lr_multiplier, train.optimizer.temperature_lr_multiplier = 10.0, 0.1
     model, _, report = build_from_bert(tiny_bert_path)
     module = GearTrainingModule(model, train, True)
