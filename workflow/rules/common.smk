@@ -12,7 +12,9 @@ from gear.plan import plan_models
 validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 L = Layout.from_config(config)
 REGISTRY = load_registry(config["registry"])
-MODELS = select_models(REGISTRY, config["evaluate"]["models"], variants=config["train"]["variants"])
+MODELS = select_models(
+    REGISTRY, config["evaluate"]["models"], variants=config["train"]["variants"]
+)
 EVAL_DATASETS = config["evaluate"]["datasets"]
 # Unavailable models stop a run before its first job (onstart); a dry run loads none, so it
 # plans the DAG and warns.
