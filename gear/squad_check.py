@@ -16,7 +16,9 @@ decoder answers). Localization is printed beside the unit-length ranking (what u
 gives), a seeded random ranking, the mean normalised attention entropy and MiniLM's sentence
 similarity on the same pairs, and the run ends with one ``squad_check summary:`` line.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
-``--init scratch`` starts from a small random BERT instead. The defaults take about 30 minutes on
+``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
+RIR-style triples built from the training articles' sentences (keyword query -> the sentence), and
+``--gear`` / ``--train`` set config keys (JSON, merged into config/mini.yaml's sections). The defaults take about 30 minutes on
 two CPU cores; BENCHMARKS.md holds the measured per-epoch tables.
 """
 
@@ -75,6 +77,50 @@ def squad_pairs(articles: list) -> tuple[list[dict], list[str], list[str]]:
                         }
                     )
     return triples, documents, doc_ids
+
+
+def sentence_triples(articles: list, count: int, seed: int) -> list[dict]:
+    """RIR-style training triples from the sentences of ``articles`` (more training text from the
+    same training articles, issue 14): the query is the offline keyword rewriter's rewrite of one
+    sentence, cleaned as the RIR post-processing does (keywords deduplicated, order shuffled,
+    seeded), the document its paragraph and the target the sentence itself, as in the paper's RIR
+    scenario. Sentences of fewer than 3 keywords are skipped; ``count`` are drawn at random
+    (seeded) from the rest."""
+    from data_prep.normalized import SentenceSplitter
+    from data_prep.rir.postprocess import clean_query
+    from data_prep.rir.rewrite import keyword_query
+
+    splitter = SentenceSplitter()
+    triples = []
+    for article in articles:
+        for number, paragraph in enumerate(article["paragraphs"]):
+            doc_id = f"{article['title']}-{number}"
+            text = paragraph["context"]
+            for unit, (start, end) in enumerate(splitter.split(text)):
+                sentence = text[start:end].strip()
+                query_id = f"{doc_id}-s{unit}"
+                query = clean_query(keyword_query(sentence), seed, query_id)
+                if query.count(",") >= 2:
+                    triples.append(
+                        {
+                            "query_id": query_id,
+                            "query": query,
+                            "doc_id": doc_id,
+                            "document": text,
+                            "target": sentence,
+                        }
+                    )
+    order = np.random.default_rng(seed).permutation(len(triples))
+    return [triples[i] for i in order[:count]]
+
+
+def merge_settings(base: dict, overrides: dict) -> None:
+    """Set ``overrides``' keys in ``base``, descending into nested mappings."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_settings(base[key], value)
+        else:
+            base[key] = value
 
 
 def sentence_similarity_scores(
@@ -227,20 +273,26 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg["train"]["log_every_seconds"] = 60
     if args.lr is not None:
         cfg["train"]["optimizer"]["lr"] = args.lr
+    merge_settings(cfg["gear"], json.loads(args.gear))
+    merge_settings(cfg["train"], json.loads(args.train))
 
     train_articles, test_articles = split_squad(
         args.squad, args.train_articles, args.test_articles, args.seed
     )
     train, _, _ = squad_pairs(train_articles)
     train = [train[i] for i in np.random.default_rng(args.seed).permutation(len(train))[: args.max_train]]
+    sentences = sentence_triples(train_articles, args.sentence_queries, args.seed)
+    mixed = train + sentences
+    mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
     test, documents, doc_ids = squad_pairs(test_articles)
     triples_path = out / "train.jsonl"
     write_jsonl(
         triples_path,
-        [{k: t[k] for k in ("query_id", "query", "doc_id", "document", "target")} for t in train],
+        [{k: t[k] for k in ("query_id", "query", "doc_id", "document", "target")} for t in mixed],
     )
     print(
-        f"{len(train)} training triples from {args.train_articles} articles; test: {len(documents)} paragraphs, "
+        f"{len(train)} question triples and {len(sentences)} keyword-query sentence triples from "
+        f"{args.train_articles} articles; test: {len(documents)} paragraphs, "
         f"{len(test)} questions from {args.test_articles} other articles; output in {out}",
         flush=True,
     )
@@ -349,6 +401,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-articles", type=int, default=40)
     parser.add_argument("--test-articles", type=int, default=8)
     parser.add_argument("--max-train", type=int, default=2700, help="training triples at most")
+    parser.add_argument(
+        "--sentence-queries",
+        type=int,
+        default=0,
+        help="add this many RIR-style triples (keyword query of a sentence -> the sentence) built from "
+        "the training articles",
+    )
+    parser.add_argument("--gear", default="{}", help="JSON of gear keys to set (e.g. cross_attention_init)")
+    parser.add_argument("--train", default="{}", help="JSON of train keys to set (e.g. optimizer)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-document-tokens", type=int, default=192)

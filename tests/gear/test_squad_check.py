@@ -66,3 +66,31 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert summary.group(1) == last[5].split("/")[0].strip() and summary.group(2) == last[6], table
     assert summary.group(4) == last[9] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
+
+
+def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_path):
+    """Each added triple's target is a sentence of its paragraph and every keyword of its query
+    occurs in that sentence (the RIR construction: the query is written from the target)."""
+    from gear.squad_check import sentence_triples, split_squad
+
+    articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
+    triples = sentence_triples(articles, 50, seed=0)
+    assert len(triples) == 50
+    assert len({t["query_id"] for t in triples}) == 50
+    for t in triples:
+        assert t["target"] in t["document"]
+        keywords = t["query"].split(", ")
+        assert len(keywords) >= 3 and len(set(k.casefold() for k in keywords)) == len(keywords)
+        assert all(k in t["target"] for k in keywords), t
+    assert sentence_triples(articles, 50, seed=0) == triples
+
+
+def test_merge_settings_descends_into_sections():
+    from gear.squad_check import merge_settings
+
+    cfg = {"cross_attention_init": {"values": "identity", "query_key": "random"}, "max_target_tokens": 32}
+    merge_settings(cfg, {"cross_attention_init": {"query_key": "similarity"}, "max_target_tokens": 16})
+    assert cfg == {
+        "cross_attention_init": {"values": "identity", "query_key": "similarity"},
+        "max_target_tokens": 16,
+    }
