@@ -208,6 +208,44 @@ def random_unit_scores(unit_counts: Sequence[int], seed: int) -> list[np.ndarray
     return [rng.random(int(count)) for count in unit_counts]
 
 
+def other_queries_scores(
+    unit_scores: Sequence[np.ndarray], documents: Sequence[str]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The query-independent reference of a localizer: each query's document ranked by the mean
+    unit scores of the *other* queries on the same document.
+
+    A cross-attention that has learned where in a document answers tend to be (a salience of the
+    document's own tokens) but not what this query asks ranks units as well with its siblings'
+    attention as with its own; one that reads the query beats this reference.
+
+    Args:
+        unit_scores: per query, its ``(units,)`` scores.
+        documents: per query, its document (text or id); queries with equal documents are siblings.
+
+    Returns:
+        (indices of the queries that have at least one sibling, their reference scores).
+
+    Example:
+        >>> idx, ref = other_queries_scores([np.array([1.0, 0]), np.array([0, 1.0]), np.array([3.0])], ["a", "a", "b"])
+        >>> idx.tolist(), [r.tolist() for r in ref]
+        ([0, 1], [[0.0, 1.0], [1.0, 0.0]])
+    """
+    if len(unit_scores) != len(documents):
+        raise ValueError(f"{len(unit_scores)} score arrays for {len(documents)} documents")
+    by_document: dict[str, list[int]] = {}
+    for i, document in enumerate(documents):
+        by_document.setdefault(document, []).append(i)
+    indices, reference = [], []
+    for i, document in enumerate(documents):
+        siblings = [j for j in by_document[document] if j != i]
+        if siblings:
+            indices.append(i)
+            reference.append(
+                np.mean([np.asarray(unit_scores[j], dtype=np.float64) for j in siblings], axis=0)
+            )
+    return np.asarray(indices, dtype=np.int64), reference
+
+
 # --------------------------------------------------------------------------------------------
 # Generation metrics
 # --------------------------------------------------------------------------------------------

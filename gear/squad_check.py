@@ -177,6 +177,7 @@ def evaluate(
     from gear.metrics import (
         break_ties_at_random,
         localization_metrics,
+        other_queries_scores,
         qa_generation_metrics,
         random_unit_scores,
         retrieval_metrics,
@@ -194,7 +195,16 @@ def evaluate(
     result = {"R@5": float(retrieval["R@5"].mean()), "M@5": float(retrieval["M@5"].mean())}
     if generation_pairs == 0:  # e.g. GeAR_CL, whose cross-attention and decoder never train
         nan = float("nan")
-        keys = ("loc R@1", "loc M@1", "length R@1", "random R@1", "entropy", "EM")
+        keys = (
+            "loc R@1",
+            "loc M@1",
+            "length R@1",
+            "random R@1",
+            "entropy",
+            "others R@1",
+            "own R@1 (siblings)",
+            "EM",
+        )
         return {**result, **dict.fromkeys(keys, nan), "example": ""}
     sample = test[:generation_pairs]
     questions, paragraphs, units, relevant = localization_pairs(sample)
@@ -208,6 +218,9 @@ def evaluate(
         localization=LocalizationConfig(layer=localization_layer),
     )
     localization = localization_metrics(found.by_layer[localization_layer], relevant, 1)
+    siblings, others = other_queries_scores(found.by_layer[localization_layer], paragraphs)
+    own_on_siblings = localization["R@1"][siblings]
+    others_r1 = localization_metrics(others, [relevant[i] for i in siblings], 1)["R@1"]
     length = localization_metrics(break_ties_at_random(found.uniform, seed=0), relevant, 1)
     random = localization_metrics(random_unit_scores([len(u) for u in units], seed=0), relevant, 1)
     predictions = generate(
@@ -226,6 +239,8 @@ def evaluate(
         "length R@1": float(length["R@1"].mean()),
         "random R@1": float(random["R@1"].mean()),
         "entropy": float(found.entropy[localization_layer].mean()),
+        "others R@1": float(others_r1.mean()),
+        "own R@1 (siblings)": float(own_on_siblings.mean()),
         "EM": float(generation["EM"].mean()),
         "example": predictions[0],
     }
@@ -370,20 +385,24 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"\nLocalization on the {len(questions)} of the first {args.generation_pairs} test pairs whose answer lies in "
         f"a sentence, at fusion layer {layer}; 'length' ranks sentences by token count (what uniform attention "
         f"gives), 'random' is a seeded random ranking, entropy is attention entropy / log(document length) "
-        f"(1 = uniform). MiniLM's sentence similarity on the same pairs: R@1 {minilm:.3f}."
+        f"(1 = uniform). 'other questions' ranks each paragraph by the mean attention of the other test "
+        f"questions on it (a query-independent reference), beside the model's own R@1 on the same pairs "
+        f"(those whose paragraph has another question). MiniLM's sentence similarity on the same pairs: "
+        f"R@1 {minilm:.3f}."
     )
     print(
         "\n| epoch | train CL loss | train LM loss | test R@5 | test MRR@5 | localization R@1 / M@1 "
-        "| length R@1 | random R@1 | attention entropy | EM | first prediction |"
+        "| length R@1 | random R@1 | attention entropy | other questions R@1 (own) | EM | first prediction |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         cl = f"{row['cl_loss']:.3f}" if "cl_loss" in row else "-"
         lm = f"{row['lm_loss']:.3f}" if "lm_loss" in row else "-"
         print(
             f"| {row['epoch']} | {cl} | {lm} | {row['R@5']:.3f} | {row['M@5']:.3f} | "
             f"{row['loc R@1']:.3f} / {row['loc M@1']:.3f} | {row['length R@1']:.3f} | {row['random R@1']:.3f} | "
-            f"{row['entropy']:.3f} | {row['EM']:.3f} | {row['example']!r} |"
+            f"{row['entropy']:.3f} | {row['others R@1']:.3f} ({row['own R@1 (siblings)']:.3f}) | "
+            f"{row['EM']:.3f} | {row['example']!r} |"
         )
     print(f"first test pair: {test[0]['query']!r} -> gold {test[0]['target']!r}")
     last = rows[-1]

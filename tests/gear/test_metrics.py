@@ -245,3 +245,26 @@ def test_break_ties_at_random_keeps_every_strict_order():
     assert localization_metrics(rows, gold, 1)["R@1"].tolist() == [0.0, 0.0]
     hits = [localization_metrics(break_ties_at_random(rows, seed=s), gold, 1)["R@1"] for s in range(200)]
     assert 0.3 < np.mean([h[0] for h in hits]) < 0.7 and 0.15 < np.mean([h[1] for h in hits]) < 0.35
+
+
+def test_other_queries_reference_catches_query_independent_attention():
+    """Attention that ignores the query ranks units exactly as its siblings' attention does; a
+    localizer that reads the query beats that reference."""
+    from gear.metrics import localization_metrics, other_queries_scores
+
+    salience = np.array([0.1, 0.7, 0.2])
+    documents = ["d1", "d1", "d1", "d2"]
+    relevant = [[0], [1], [2], [0]]
+    blind = [salience, salience, salience, np.array([0.5, 0.5])]
+    idx, reference = other_queries_scores(blind, documents)
+    assert idx.tolist() == [0, 1, 2]
+    subset = [relevant[i] for i in idx]
+    own = localization_metrics([blind[i] for i in idx], subset, 1)["R@1"]
+    others = localization_metrics(reference, subset, 1)["R@1"]
+    np.testing.assert_array_equal(own, others)
+
+    reading = [np.eye(3)[0], np.eye(3)[1], np.eye(3)[2], np.array([1.0, 0.0])]
+    idx, reference = other_queries_scores(reading, documents)
+    own = localization_metrics([reading[i] for i in idx], subset, 1)["R@1"]
+    others = localization_metrics(reference, subset, 1)["R@1"]
+    assert own.mean() == 1.0 and others.mean() < 0.5

@@ -52,6 +52,8 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         assert 0 <= loc_recall <= 1 and not math.isnan(loc_mrr)
         assert 0 <= length <= 1 and 0 <= random <= 1
         assert 0 < entropy <= 1.0 + 1e-6
+        others, own = (float(x.strip("()")) for x in cells[9].split())
+        assert 0 <= others <= 1 and 0 <= own <= 1
     # An untrained cross-attention is uniform.
     epoch_0 = [c.strip() for c in rows[0].strip("|").split("|")]
     assert float(epoch_0[8]) > 0.99
@@ -64,7 +66,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert summary, table
     last = [c.strip() for c in rows[1].strip("|").split("|")]
     assert summary.group(1) == last[5].split("/")[0].strip() and summary.group(2) == last[6], table
-    assert summary.group(4) == last[9] and 0 <= float(summary.group(3)) <= 1, table
+    assert summary.group(4) == last[10] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
 
 
