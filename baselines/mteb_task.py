@@ -10,6 +10,9 @@ test sets (``R/data/{dataset}/corpus.jsonl`` + ``queries.jsonl``; the qrels are 
 suite evaluates. This lets anyone check the suite's retrieval numbers against mteb's evaluator,
 or run an mteb task on a model of the registry.
 
+mteb is an optional extra (``pip install -e '.[mteb]'``; the test command installs it): the
+workflow never uses it. Without it, these functions raise an ImportError that says so.
+
 Example:
     >>> from baselines.mteb_task import evaluate_local
     >>> scores = evaluate_local(encoder, "results/mini/data/squad")  # doctest: +SKIP
@@ -30,6 +33,23 @@ from gear.io import DataFormatError, iter_jsonl, require_fields
 
 #: cut-offs mteb reports (R@5/M@5 are the paper's retrieval columns)
 K_VALUES = (1, 3, 5, 10, 20, 100)
+
+
+def require_mteb():
+    """The mteb module.
+
+    Raises:
+        ImportError: mteb is not installed; the message names the extra that installs it.
+    """
+    try:
+        import mteb
+    except ImportError as err:
+        raise ImportError(
+            "baselines.mteb_task needs mteb, which the main install leaves out: "
+            "install the extra with pip install -e '.[mteb]' (the test command, "
+            "pip install -r requirements-test.txt -e '.[mteb]', includes it)"
+        ) from err
+    return mteb
 
 
 def read_local_retrieval(dataset_dir: str | Path, with_titles: bool = False) -> dict[str, Any]:
@@ -94,6 +114,7 @@ def local_retrieval_task(
     Returns:
         a task instance; ``mteb.evaluate(model, task, cache=None)`` runs it.
     """
+    require_mteb()
     from mteb import TaskMetadata
     from mteb.abstasks.retrieval import AbsTaskRetrieval
 
@@ -143,6 +164,7 @@ class MtebEncoder:
     """
 
     def __init__(self, encoder: TextEncoder, batch_size: int = 32):
+        require_mteb()
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         self.encoder = encoder
@@ -191,8 +213,7 @@ def evaluate_local(
     Returns:
         mteb's scores for the ``test`` split (``recall_at_5``, ``mrr_at_5``, ``ndcg_at_10``, ...).
     """
-    import mteb
-
+    mteb = require_mteb()
     task = local_retrieval_task(dataset_dir, with_titles=with_titles)
     result = mteb.evaluate(
         MtebEncoder(encoder, batch_size),
