@@ -138,7 +138,7 @@ def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -
 
     Args:
         cfg: the validated run configuration.
-        resolved: models the run resolved while planning (``gear.plan.check_models``), if any.
+        resolved: models the run resolved while planning (``gear.workflow.plan.check_models``), if any.
     """
     name = cfg["baselines"]["start_checkpoint"]
     if resolved and name in resolved:

@@ -1,4 +1,4 @@
-"""gear.bench in its CI-sized form: tiny models, small corpora, real code paths; no timing asserts.
+"""gear.tools.bench in its CI-sized form: tiny models, small corpora, real code paths; no timing asserts.
 
 What is checked: the analytical FLOP counts equal torch's own count of a real GeAR step; the
 benchmark's training step still makes the trainer's calls in the trainer's order; every
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gear import bench
+from gear.tools import bench
 
 CPU = torch.device("cpu")
 
@@ -57,8 +57,8 @@ def test_analytical_flops_equal_torch_flop_counter(mini_config):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gear.modeling import GearModel
-    from gear.train import GearTrainingModule, read_sections
+    from gear.model.modeling import GearModel
+    from gear.training.trainer import GearTrainingModule, read_sections
 
     _, train = read_sections(mini_config)
     cfg = bench.bench_config("tiny")
@@ -91,7 +91,7 @@ def test_base_flops_match_the_perf_notes_baseline():
 
 def test_benchmark_step_makes_the_trainers_calls_in_order():
     """bench_train writes out train_gear's loop body: both must make these calls in this order."""
-    from gear.train import train_gear
+    from gear.training.trainer import train_gear
 
     calls = [", alpha)", ".backward()", "enqueue(*bank)", "gradients_to_masters()", "optimizer.step()"]
     calls += ["zero_grad(set_to_none=True)", "masters_to_weights()", "momentum_update(precision)"]
@@ -372,9 +372,9 @@ def test_command_line_all_tiny(tmp_path, corpora, capsys):
     printed = capsys.readouterr().out
     assert [r.unit for r in results] == ["examples/s", "documents/s", "documents/s", "queries/s"]
     assert "workflow: not measured" in printed
-    assert printed.count("`python -m gear.bench all --size tiny") == 4
+    assert printed.count("`python -m gear.tools.bench all --size tiny") == 4
     data = json.loads(out.read_text())
-    assert data["command"].startswith("python -m gear.bench all")
+    assert data["command"].startswith("python -m gear.tools.bench all")
     assert data["environment"]["device"].startswith("CPU")
     assert len(data["results"]) == 4 and all(r["date"] and r["value"] > 0 for r in data["results"])
     assert np.isfinite([r["value"] for r in data["results"]]).all()

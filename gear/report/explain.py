@@ -321,7 +321,7 @@ def _summary_html(data: Mapping) -> str:
     if not rows:
         return ""
 
-    from gear.metrics import break_ties_at_random
+    from gear.evaluation.metrics import break_ties_at_random
 
     def hit(q: Mapping, scores: Sequence) -> float:
         return float(_ranking(scores)[0] in set(q["relevant_units"]))
@@ -329,7 +329,7 @@ def _summary_html(data: Mapping) -> str:
     def finite(scores: Sequence) -> np.ndarray:
         return np.array([-np.inf if v is None else v for v in scores], dtype=np.float64)
 
-    # Length ties broken at random, as in Table 2's reference row (gear.metrics.break_ties_at_random).
+    # Length ties broken at random, as in Table 2's reference row (gear.evaluation.metrics.break_ties_at_random).
     length_scores = break_ties_at_random([finite(q["length_scores"]) for q in rows], seed=0)
     gear = np.mean([hit(q, q["unit_scores"]) for q in rows])
     length = np.mean([hit(q, list(s)) for q, s in zip(rows, length_scores, strict=True)])

@@ -11,7 +11,7 @@
   generation test sets, from ``R/data/{dataset}/stats.json`` and the training triples files.
 - The significance table (:func:`build_significance_tables`): paired bootstrap p-values of GeAR
   against every other model, per data set and metric, from the ``per_query`` arrays of the result
-  JSONs with the evaluation's own resamples (:func:`gear.metrics.bootstrap_indices`).
+  JSONs with the evaluation's own resamples (:func:`gear.evaluation.metrics.bootstrap_indices`).
 
 Every table is a :class:`Table` of typed cells, rendered by the same four writers: Markdown,
 LaTeX (booktabs; needs ``\\usepackage{booktabs}``), CSV (one line per cell, machine-readable) and
@@ -711,7 +711,7 @@ def build_metric_table(
 
 
 def _reference_value(result: dict, reference: str, metric: str) -> float | None:
-    """A trivial reference's value in a localization result (``references``, gear.evaluate)."""
+    """A trivial reference's value in a localization result (``references``, gear.evaluation.evaluate)."""
     found = (result.get("references") or {}).get(reference)
     if not found or metric not in found.get("metrics", {}):
         return None
@@ -812,7 +812,7 @@ def build_significance_tables(
 ) -> list[Table]:
     """Paired bootstrap p-values of ``reference`` (GeAR) against every other model, per task.
 
-    The resamples are the evaluation's (``gear.metrics.bootstrap_indices(n, resamples, seed)``
+    The resamples are the evaluation's (``gear.evaluation.metrics.bootstrap_indices(n, resamples, seed)``
     with the config's ``evaluate.bootstrap``), so the p-values pair with the confidence intervals
     of the result JSONs. A difference counts as significant when p < 1 - confidence (0.05 at the
     configured 95%; the suite's choice, the paper reports no tests).
@@ -827,7 +827,7 @@ def build_significance_tables(
         One table per task in which the reference and at least one other model were evaluated;
         each cell holds reference - other (fractions) and the p-value.
     """
-    from gear.metrics import bootstrap_indices, paired_bootstrap_pvalue
+    from gear.evaluation.metrics import bootstrap_indices, paired_bootstrap_pvalue
 
     alpha = 1.0 - confidence
     labels = dict(dataset_labels or DATASET_LABELS)

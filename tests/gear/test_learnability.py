@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from gear.learnability import ProbeSettings, run_probe
+from gear.tools.learnability import ProbeSettings, run_probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_threads")]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gear import search as search_module
 from gear.encoding import TextEncoder, l2_normalise
-from gear.search import (
+from gear.evaluation import search as search_module
+from gear.evaluation.search import (
     MANIFEST,
     EmbeddingStore,
     SearchBackend,

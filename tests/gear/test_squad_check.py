@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, capsys):
-    from gear.squad_check import main
+    from gear.tools.squad_check import main
 
     main(
         [

@@ -36,7 +36,7 @@ def tiny_gear(tmp_path_factory, minilm_path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from gear.modeling import build_from_bert
+    from gear.model.modeling import build_from_bert
 
     bert = tmp_path_factory.mktemp("tiny_bert")
     config = BertConfig(

@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
+from gear.evaluation.metrics import bootstrap_indices, paired_bootstrap_pvalue
 from gear.io import DataFormatError, read_json, write_json
-from gear.metrics import bootstrap_indices, paired_bootstrap_pvalue
 from gear.report import tables as T
 from tests.report.conftest import write_results, write_stats, write_train
 
@@ -261,7 +261,7 @@ def test_count_lines(tmp_path):
 
 
 def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
-    """GeAR's localization results carry the unit-length and random references (gear.evaluate):
+    """GeAR's localization results carry the unit-length and random references (gear.evaluation.evaluate):
     Table 2 prints them as rows, and a GeAR cell at or below unit length says so."""
     models, _ = run
     for dataset, length in (("squad", 0.99), ("rir", 0.10)):  # squad: GeAR below length; rir: above

@@ -5,10 +5,10 @@
 # One job per (model, scenario): it loads the model once and writes one result file per (data
 # set, task), R/eval/{model}/{dataset}/{task}.json (+ run.tsv, + R/analysis/layers for GeAR).
 # Start-up and model loading dominate small test sets, so this keeps the mini run short; at paper
-# scale a job is a model's full evaluation on one GPU. The work is in gear/evaluate.py
+# scale a job is a model's full evaluation on one GPU. The work is in gear/evaluation/evaluate.py
 # (run_model, EvaluationPlan); params carry only the config sections a job reads, so editing
 # training or report settings reruns no evaluation.
-from gear.evaluate import EvaluationPlan
+from gear.evaluation.evaluate import EvaluationPlan
 
 EVAL = EvaluationPlan(config, MODELS, L)
 

@@ -1,8 +1,8 @@
-"""Snakemake glue for the evaluate_{model}_{scenario} rules: see gear.evaluate.run_model."""
+"""Snakemake glue for the evaluate_{model}_{scenario} rules: see gear.evaluation.evaluate.run_model."""
 
 import torch
 
-from gear.evaluate import run_model
+from gear.evaluation.evaluate import run_model
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821

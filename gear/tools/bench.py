@@ -1,22 +1,22 @@
-"""Speed and scale of the suite's own code: ``python -m gear.bench {train,encode,search,workflow,all}``.
+"""Speed and scale of the suite's own code: ``python -m gear.tools.bench {train,encode,search,workflow,all}``.
 
 Every figure comes from the code the workflow runs, not from a toy re-implementation:
 
-- **train**: one GeAR training step as ``gear.train.train_gear`` runs it, at bert-base size
+- **train**: one GeAR training step as ``gear.training.trainer.train_gear`` runs it, at bert-base size
   (``--size base``: random init from a default ``transformers.BertConfig``, no download) or a tiny
-  size for CI: :class:`gear.train.GearTrainingModule` (encoders, momentum encoders, feature queues,
+  size for CI: :class:`gear.training.trainer.GearTrainingModule` (encoders, momentum encoders, feature queues,
   ITC with soft targets, fusion pass, decoder, LM loss) in the trainer's precision
-  (:class:`gear.precision.StepPrecision`, ``--dtype``: bf16 autocast, bf16 weights with float32
-  masters, or fp32), the trainer's AdamW (:func:`gear.train.build_optimizer`, fused on CUDA and CPU),
+  (:class:`gear.training.precision.StepPrecision`, ``--dtype``: bf16 autocast, bf16 weights with float32
+  masters, or fp32), the trainer's AdamW (:func:`gear.training.trainer.build_optimizer`, fused on CUDA and CPU),
   enqueue, momentum update and temperature clamp, optionally the trainer's ``torch.compile`` of
-  the five stacks. One more, untimed step runs under :func:`gear.opcount.count_operators`: the
+  the five stacks. One more, untimed step runs under :func:`gear.tools.opcount.count_operators`: the
   operators per step (about one kernel launch each on CUDA), casts and host synchronisations
   go into ``details.operators_per_step``. Input:
   random token ids of fixed lengths (query 32, target 32 tokens; document 192 for QAR-like, 512
   for RIR-like input), no padding, as in the plain-PyTorch baseline of PERF-NOTES.md. The loop
   body is the trainer's, written out here because ``train_gear`` keeps it inline (no function
   to call per step); ``tests/test_bench.py`` checks it still matches the trainer's calls.
-- **encode**: documents through :func:`gear.search.encode_texts` and
+- **encode**: documents through :func:`gear.evaluation.search.encode_texts` and
   :class:`gear.inference.GearEncoder`'s batching (length-sorted, padded to multiples of 16,
   bf16 autocast on CUDA, fp32 on CPU), with the model built in memory instead of loaded from a
   folder. Texts: a realistic length mix, documents drawn from the normalised corpora of the
@@ -24,9 +24,9 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   corpus sizes of SPEC §2 (RIR 2,315,413, PAQ 1M, TriviaQA 104,160, NQ 64,501, SQuAD 20,239
   documents), so 2/3 are RIR documents of 200-500 tokens and 1/3 are 100-word passages. Two
   figures: end to end (tokenising included), and the model alone on pre-tokenised batches.
-- **search**: exact inner-product search by :mod:`gear.search`, with the backend ``search()``
+- **search**: exact inner-product search by :mod:`gear.evaluation.search`, with the backend ``search()``
   itself would pick (``--suite-backend auto``: FAISS ``IndexFlatIP`` on the GPU when FAISS has
-  one, else gear.search's torch backend, fp16 product and top-k on CUDA, else FAISS on the CPU;
+  one, else gear.evaluation.search's torch backend, fp16 product and top-k on CUDA, else FAISS on the CPU;
   the row's name says which ran) over random unit vectors stored float16 as the embedding cache
   stores them, index build (copy to the device) and search timed apart; optionally (``--backend
   torch``) the reference the PERF-NOTES baseline measured: an fp16 matrix product and
@@ -37,7 +37,7 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   name) when present, else from the job start and finish times in ``.snakemake/log/`` (wall
   time only: the log holds no memory).
 - **run**: any command's wall time and the peak memory of its whole process tree, summed over
-  the processes alive at once (:mod:`gear.treemem`): what a machine must hold for a workflow
+  the processes alive at once (:mod:`gear.tools.treemem`): what a machine must hold for a workflow
   that runs jobs in parallel, which per-job figures do not show.
 
 **Timing.** Warm-up steps (kernel selection, ``torch.compile``, allocator growth) are run and
@@ -60,8 +60,8 @@ on one H100 in PERF-NOTES.md, used for CUDA bf16 runs only; ``--peak-tflops meas
 8192^3 product on the device). The peak used is printed with every figure.
 
 Example:
-    python -m gear.bench all --size tiny --json bench-tiny.json          # CI form, CPU, seconds
-    python -m gear.bench train --doc-tokens 512 --batch 64               # full form on a GPU
+    python -m gear.tools.bench all --size tiny --json bench-tiny.json          # CI form, CPU, seconds
+    python -m gear.tools.bench train --doc-tokens 512 --batch 64               # full form on a GPU
 
 Each result prints as one Markdown table row (date, benchmark, figure, MFU, device, dtype,
 batch, lengths, command); ``--json OUT`` writes them all, with the environment, atomically.
@@ -90,9 +90,9 @@ import numpy as np
 import torch
 
 from gear.config import REPO_ROOT
-from gear.modeling import GearConfig, GearModel
-from gear.opcount import count_operators
-from gear.precision import StepPrecision
+from gear.model.modeling import GearConfig, GearModel
+from gear.tools.opcount import count_operators
+from gear.training.precision import StepPrecision
 
 log = logging.getLogger(__name__)
 
@@ -384,12 +384,12 @@ def bench_config(size: str, **overrides: Any) -> GearConfig:
     """The GeAR architecture of a benchmark size, from ``transformers.BertConfig`` (no download).
 
     ``base``: BertConfig's defaults (bert-base: hidden 768, 12 layers, vocabulary 30,522), mapped
-    by :func:`gear.modeling.config_from_bert` as a real checkpoint would be; ``[DEC]`` is id 30,522
+    by :func:`gear.model.modeling.config_from_bert` as a real checkpoint would be; ``[DEC]`` is id 30,522
     and targets end with ``[SEP]`` (102), as with bert-base-uncased's tokenizer.
     """
     from transformers import BertConfig
 
-    from gear.modeling import config_from_bert
+    from gear.model.modeling import config_from_bert
 
     if size not in SIZES:
         raise ValueError(f"--size {size!r} is not one of {sorted(SIZES)}")
@@ -407,7 +407,7 @@ def _mfu(tflops: float, peak: float | None) -> float | None:
 def random_training_batch(
     cfg: GearConfig, batch: int, query_tokens: int, document_tokens: int, target_tokens: int, seed: int
 ) -> dict[str, torch.Tensor]:
-    """A batch in :class:`gear.data.TripleCollator`'s layout: random ids, no padding.
+    """A batch in :class:`gear.training.triples.TripleCollator`'s layout: random ids, no padding.
 
     Ids avoid the 1,000 lowest rows ([PAD], [unused], [CLS], [SEP], ...), as real text does.
     """
@@ -465,7 +465,7 @@ def bench_train(
         run_cfg: a run config; its ``train`` section gives the queue size, momentum, optimizer
             and variants (``config/paper.yaml``: two 57,600-entry queues).
         size: ``base`` or ``tiny`` (:data:`SIZES`).
-        device, dtype: ``train.precision`` of the step (gear.precision): ``bf16`` (autocast),
+        device, dtype: ``train.precision`` of the step (gear.training.precision): ``bf16`` (autocast),
             ``bf16-master`` (bf16 weights, float32 masters) or ``fp32``; applied on any device.
         batch, document_tokens, query_tokens, target_tokens: the input shape.
         steps, warmup: timed and untimed optimizer steps.
@@ -474,13 +474,13 @@ def bench_train(
         peak_tflops: the peak for MFU (None: no MFU).
         seed: initialisation and input seed.
     """
-    from gear.train import (
+    from gear.training.trainer import (
         GearTrainingModule,
         build_optimizer,
         check_queue_size,
         read_sections,
     )
-    from gear.train import compile_stacks as compile_gear_stacks
+    from gear.training.trainer import compile_stacks as compile_gear_stacks
 
     _, train = read_sections(run_cfg)
     if variant not in train.variants:
@@ -513,7 +513,7 @@ def bench_train(
     training.train()
 
     def step(i: int) -> None:
-        # gear.train.train_gear's loop body with gradient_accumulation 1 and one process.
+        # gear.training.trainer.train_gear's loop body with gradient_accumulation 1 and one process.
         data = {k: v.to(device, non_blocking=True) for k, v in host_batches[i % 2].items()}
         data["doc_keys"] = data["doc_keys"] + i * batch  # fresh documents every step
         with precision.autocast():
@@ -545,7 +545,7 @@ def bench_train(
     timing = timed_loop(step, steps, warmup, device)
     operators = None
     if not compile_stacks:  # a dispatch mode around compiled code would only recompile it
-        # One more step, untimed, under the operator counter (gear.opcount): about one kernel
+        # One more step, untimed, under the operator counter (gear.tools.opcount): about one kernel
         # launch per operator on CUDA, the figure PERF-NOTES found the step bound by. The
         # forward and backward alone are counted too: the model's share, which does not depend
         # on how the optimizer and the momentum update are implemented on a device.
@@ -758,12 +758,12 @@ def bench_encode(
         mix: documents drawn per data set (reported).
 
     Returns:
-        two results: ``encode (end to end)`` through :func:`gear.search.encode_texts` (tokenising
+        two results: ``encode (end to end)`` through :func:`gear.evaluation.search.encode_texts` (tokenising
         included) and ``encode (model only)`` on the same batches pre-tokenised.
     """
-    from gear.data import DOCUMENT_PAD_MULTIPLE, encode_texts
     from gear.encoding import length_sorted_order
-    from gear.search import encode_texts as encode_corpus
+    from gear.evaluation.search import encode_texts as encode_corpus
+    from gear.model.tokens import DOCUMENT_PAD_MULTIPLE, encode_texts
 
     if not texts:
         raise ValueError("no documents to encode")
@@ -892,11 +892,11 @@ def bench_search(
         corpus_size, dim: the corpus (random unit vectors, stored float16 like the cache).
         queries: query vectors to search (random unit vectors).
         depth: results per query (``evaluate.retrieval.depth``).
-        backends: ``suite`` (:mod:`gear.search` with the backend ``search()`` picks, see
+        backends: ``suite`` (:mod:`gear.evaluation.search` with the backend ``search()`` picks, see
             ``suite_backend``) and/or ``torch`` (the PERF-NOTES reference: fp16 product and
             ``torch.topk`` on ``device``; fp32 on CPU).
         device: where the torch reference runs (default CPU), and ``SearchSettings.device`` of
-            the suite (None: gear.search's default, CUDA when available).
+            the suite (None: gear.evaluation.search's default, CUDA when available).
         query_batch: queries per FAISS call / per product (default: SearchSettings' 4,096 for
             the suite; for the reference what keeps the score block near 4 GB).
         suite_backend: ``SearchSettings.backend`` of the suite: ``auto`` (what the workflow
@@ -929,15 +929,15 @@ def _search_suite(
     backend: str = "auto",
     device: torch.device | None = None,
 ) -> BenchResult:
-    """gear.search's path for a corpus that fits its memory budget, index build and search timed apart.
+    """gear.evaluation.search's path for a corpus that fits its memory budget, index build and search timed apart.
 
-    The backend is the one :func:`gear.search.search` picks under the same settings
-    (:func:`gear.search.resolve_backend`). ``search()`` builds and searches in one call; its steps
+    The backend is the one :func:`gear.evaluation.search.search` picks under the same settings
+    (:func:`gear.evaluation.search.resolve_backend`). ``search()`` builds and searches in one call; its steps
     are called here one by one so that the build (a copy to the device) does not blur the search
     rate: FAISS ``_flat_index``, ``_search_index``, ``canonical_topk``; torch ``_upload_rows``,
     ``torch_search_resident``, ``canonical_topk``.
     """
-    from gear import search as search_module
+    from gear.evaluation import search as search_module
 
     settings = search_module.SearchSettings(
         **({"query_batch_size": query_batch} if query_batch else {}),
@@ -951,7 +951,7 @@ def _search_suite(
         where = torch.device(chosen.device)
         if not search_module.torch_corpus_fits(count, dim, settings, where):
             raise ValueError(
-                f"{count} x {dim} vectors exceed gear.search's device budget "
+                f"{count} x {dim} vectors exceed gear.evaluation.search's device budget "
                 f"({search_module.device_budget(settings, where)} bytes): search() would stream them "
                 "through the device; not benchmarked here"
             )
@@ -969,7 +969,7 @@ def _search_suite(
         scores, ids = search_module.canonical_topk(scores, ids, depth)
         search_s = time.perf_counter() - started
         del matrix
-        device_text = f"{device_name(where)} (gear.search torch)"
+        device_text = f"{device_name(where)} (gear.evaluation.search torch)"
         dtype_text = f"{'fp16' if chosen.half else 'fp32'} (cache fp16)"
         details["device_budget_bytes"] = search_module.device_budget(settings, where)
     else:
@@ -977,7 +977,7 @@ def _search_suite(
 
         if count * dim * 4 > settings.ram_budget_bytes:
             raise ValueError(
-                f"{count} x {dim} float32 exceeds gear.search's RAM budget ({settings.ram_budget_bytes} bytes): "
+                f"{count} x {dim} float32 exceeds gear.evaluation.search's RAM budget ({settings.ram_budget_bytes} bytes): "
                 "search() would go shard by shard; not benchmarked here"
             )
         gpu = chosen.gpu
@@ -993,7 +993,7 @@ def _search_suite(
         device_text = f"{torch.cuda.get_device_name(0)} ({where})" if gpu else f"CPU {cpu_model()} ({where})"
         dtype_text = "fp32 (cache fp16)"
     return BenchResult(
-        benchmark=f"search exact (gear.search, {chosen.describe()})",
+        benchmark=f"search exact (gear.evaluation.search, {chosen.describe()})",
         value=len(queries) / search_s,
         unit="queries/s",
         device=device_text,
@@ -1438,13 +1438,13 @@ def _add_search(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["suite", "torch", "both"],
         default=None,
-        help="suite (gear.search), torch (the PERF-NOTES reference) or both; default: both on CUDA, suite on CPU",
+        help="suite (gear.evaluation.search), torch (the PERF-NOTES reference) or both; default: both on CUDA, suite on CPU",
     )
     parser.add_argument(
         "--suite-backend",
         choices=["auto", "faiss", "torch"],
         default="auto",
-        help="gear.search's backend for the suite row (default auto: what the workflow runs)",
+        help="gear.evaluation.search's backend for the suite row (default auto: what the workflow runs)",
     )
     parser.add_argument("--query-batch", type=int, default=None, help="queries per search call")
 
@@ -1462,7 +1462,7 @@ def _add_workflow(parser: argparse.ArgumentParser, with_results: bool = True) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gear.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gear.tools.bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="GeAR training examples/s and MFU")
     _add_common(train)
@@ -1477,7 +1477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(workflow)
     _add_workflow(workflow)
     run = commands.add_parser(
-        "run", help="wall time and peak memory of a command's whole process tree (gear.treemem)"
+        "run", help="wall time and peak memory of a command's whole process tree (gear.tools.treemem)"
     )
     run.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
     run.add_argument("--json", type=Path, default=None, help="write the measurement here")
@@ -1618,13 +1618,13 @@ _COMMAND = ""
 
 def _run_command(args: argparse.Namespace) -> None:
     """``run``: the command's wall time and the peak memory of its process tree."""
-    from gear.treemem import run_sampled
+    from gear.tools.treemem import run_sampled
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
         measured = run_sampled(command, args.interval)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"python -m gear.bench run: {err}") from None
+        raise SystemExit(f"python -m gear.tools.bench run: {err}") from None
     print(f"| {now_iso()} | `{shlex.join(command)}` | {measured.markdown()} |", flush=True)
     if args.json:
         from gear.io import write_json
@@ -1642,11 +1642,11 @@ def _emit(result: BenchResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[BenchResult]:
-    """``python -m gear.bench``: run the chosen benchmarks, print Markdown rows, write ``--json``."""
+    """``python -m gear.tools.bench``: run the chosen benchmarks, print Markdown rows, write ``--json``."""
     global _COMMAND
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    _COMMAND = "python -m gear.bench " + shlex.join(argv)
+    _COMMAND = "python -m gear.tools.bench " + shlex.join(argv)
     if args.command == "run":
         _run_command(args)
         return []

@@ -237,13 +237,13 @@ def probe_config(base: dict, checkpoint: Path, settings: ProbeSettings) -> dict:
 def evaluate_probe(model_dir: Path, rows: list[dict], layer: int) -> dict[str, float]:
     """Exact match of greedy generation and, for tasks with units, cross-attention localization
     R@1 with its references (unit length, random) and the mean normalised attention entropy."""
-    from gear.inference import LocalizationConfig, generate, load_gear, localize_units
-    from gear.metrics import (
+    from gear.evaluation.metrics import (
         break_ties_at_random,
         localization_metrics,
         qa_generation_metrics,
         random_unit_scores,
     )
+    from gear.inference import LocalizationConfig, generate, load_gear, localize_units
 
     model, tokenizer = load_gear(model_dir, device="cpu")
     queries, documents = [r["query"] for r in rows], [r["document"] for r in rows]
@@ -277,8 +277,8 @@ def run_probe(settings: ProbeSettings, base_config: dict, work: Path, tokenizer_
         ``{"initial": metrics, "trained": metrics, "seconds": training time}`` (see
         :func:`evaluate_probe`).
     """
-    from gear.modeling import build_from_bert
-    from gear.train import read_sections, train_gear
+    from gear.model.modeling import build_from_bert
+    from gear.training.trainer import read_sections, train_gear
 
     task = TASKS[settings.task]
     work = Path(work)

@@ -1,12 +1,12 @@
 """Evaluating every model: retrieval, unit localization, generation, and GeAR's layer and epoch analyses.
 
 Each ``evaluate_*`` / ``*_analysis`` function reads one normalised test set (:class:`EvalDataset`),
-computes per-query metrics with :mod:`gear.metrics`, a 95% percentile bootstrap interval for each
+computes per-query metrics with :mod:`gear.evaluation.metrics`, a 95% percentile bootstrap interval for each
 (config ``evaluate.bootstrap``), and writes one JSON atomically in the layout of ARCHITECTURE.md
 "Evaluation results":
 
 - :func:`evaluate_retrieval` (any :class:`~gear.encoding.TextEncoder`): the corpus is encoded
-  once through the embedding cache of :mod:`gear.search`, searched exactly by inner product; the
+  once through the embedding cache of :mod:`gear.evaluation.search`, searched exactly by inner product; the
   top ``evaluate.retrieval.depth`` go to a TREC run file; ``R@k`` / ``M@k`` with
   ``k = evaluate.retrieval.k``.
 - :func:`evaluate_localization`: units of the gold document ranked by a :class:`UnitScorer`:
@@ -14,7 +14,7 @@ computes per-query metrics with :mod:`gear.metrics`, a 95% percentile bootstrap 
   the query; paper section 4.2) or :class:`GearUnitScorer` (GeAR's cross-attention,
   ``gear.inference.unit_scores``). ``k = evaluate.localization.k_qa`` for QA sets, ``k_rir`` for
   RIR. Queries that are not ``fine_grained`` or have no relevant unit are skipped and counted.
-  Ties are ranked pessimistically (see :mod:`gear.metrics`).
+  Ties are ranked pessimistically (see :mod:`gear.evaluation.metrics`).
 - :func:`evaluate_generation` (GeAR): greedy or beam decoding for the ``fine_grained`` queries;
   QA exact match / token F1 over the gold answers, RIR ROUGE-1 / ROUGE-L against the target.
 - :func:`layer_analysis` (Figure 4c): localization at every cross-attention layer, all from one
@@ -52,9 +52,7 @@ import numpy as np
 
 from gear.config import ConfigError, dataclass_from_mapping
 from gear.encoding import TextEncoder
-from gear.io import DataFormatError, write_json
-from gear.layout import Layout, scenario_of
-from gear.metrics import (
+from gear.evaluation.metrics import (
     break_ties_at_random,
     localization_metrics,
     qa_generation_metrics,
@@ -63,8 +61,10 @@ from gear.metrics import (
     rouge_metrics,
     summarize,
 )
+from gear.evaluation.search import SearchSettings, encode_texts, search, write_run
+from gear.io import DataFormatError, write_json
+from gear.layout import Layout, scenario_of
 from gear.provenance import provenance
-from gear.search import SearchSettings, encode_texts, search, write_run
 
 log = logging.getLogger(__name__)
 
@@ -803,7 +803,7 @@ def _format(metrics: dict[str, float]) -> str:
 
 def model_input(entry, scenario: str, layout: Layout) -> Path | None:
     """The trained model folder an evaluation of ``entry`` reads (a rule input), None for
-    pretrained models (resolved when the workflow starts, see ``gear.plan``)."""
+    pretrained models (resolved when the workflow starts, see ``gear.workflow.plan``)."""
     from baselines.registry import trained_model_dir
 
     return trained_model_dir(entry, scenario, layout) if entry.trained_by_suite else None

@@ -401,14 +401,14 @@ def _torch_device(name: str | None) -> str:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(
-                f"gear.search: the torch backend was asked for device {name!r}, but torch sees no CUDA "
+                f"gear.evaluation.search: the torch backend was asked for device {name!r}, but torch sees no CUDA "
                 "device (a CPU-only torch build, no GPU, or CUDA_VISIBLE_DEVICES hides it): set "
                 "SearchSettings(device='cpu') to search on the CPU, or backend='auto' (or device=None) to "
                 "let the suite choose"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(
-                f"gear.search: device {name!r} does not exist, torch sees {torch.cuda.device_count()} CUDA "
+                f"gear.evaluation.search: device {name!r} does not exist, torch sees {torch.cuda.device_count()} CUDA "
                 "device(s): pick another index or set SearchSettings(device='cuda')"
             )
     return str(device)

@@ -127,14 +127,14 @@ def evaluate(
 
     Metrics are the suite's own (gear.metrics).
     """
-    from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
-    from gear.metrics import (
+    from gear.evaluation.metrics import (
         break_ties_at_random,
         localization_metrics,
         qa_generation_metrics,
         random_unit_scores,
         retrieval_metrics,
     )
+    from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
 
     encoder = GearEncoder(model_dir, device="cpu")
     doc_vectors = encoder.encode_documents(documents, batch_size=16)
@@ -211,10 +211,10 @@ def scratch_bert(folder: Path, vocabulary_from: str, seed: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    from gear.evaluation.metrics import localization_metrics
     from gear.hub import MINILM_ID, resolve_model
-    from gear.metrics import localization_metrics
-    from gear.modeling import build_from_bert
-    from gear.train import read_sections, train_gear
+    from gear.model.modeling import build_from_bert
+    from gear.training.trainer import read_sections, train_gear
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -77,9 +77,9 @@ fingerprint, processes) and ``train_log.jsonl`` (a line a minute, ``train.log_ev
 one per epoch with the epoch's mean losses over all processes).
 
 **Speed** (PERF-NOTES.md): bf16 on CUDA (``train.precision``: autocast, or bf16 weights with
-float32 master weights, gear.precision; CPU runs fp32), optional
+float32 master weights, gear.training.precision; CPU runs fp32), optional
 ``torch.compile`` of the transformer stacks (``train.compile``), fused attention and projections
-(gear.modeling), length-bucketed batches padded to few shapes (gear.data), pinned host memory and
+(gear.model.modeling), length-bucketed batches padded to few shapes (gear.training.triples), pinned host memory and
 non-blocking copies, and no host synchronisation in a step: losses accumulate on the device and
 are read (``.item()``) only when a line is logged.
 
@@ -87,7 +87,7 @@ Example:
     >>> train_gear("results/mini/data/train/qar.jsonl", "results/mini/models/GeAR/qar",
     ...            load_config("config/mini.yaml"), "GeAR", "qar")  # doctest: +SKIP
 
-Multi-GPU: ``torchrun --nproc_per_node 4 -m gear.train --config config/paper.yaml --variant GeAR
+Multi-GPU: ``torchrun --nproc_per_node 4 -m gear.training.trainer --config config/paper.yaml --variant GeAR
 --scenario qar --train-file R/data/train/qar.jsonl --out R/models/GeAR/qar``.
 """
 
@@ -116,11 +116,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gear.config import ConfigError, dataclass_from_mapping
-from gear.data import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
 from gear.inference import LocalizationConfig
 from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
-from gear.modeling import CrossAttentionInit, GearModel, Stack, build_from_bert, mean_pool
-from gear.precision import StepPrecision, effective_precision
+from gear.model.modeling import CrossAttentionInit, GearModel, Stack, build_from_bert, mean_pool
+from gear.training.precision import StepPrecision, effective_precision
+from gear.training.triples import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class GearTrainingModule(nn.Module):
     @torch.no_grad()
     def momentum_update(self, precision: StepPrecision | None = None) -> None:
         """``m <- mu m + (1 - mu) theta`` for every momentum parameter, in one fused call (on the
-        float32 masters when ``precision`` keeps bf16 weights, gear.precision)."""
+        float32 masters when ``precision`` keeps bf16 weights, gear.training.precision)."""
         momentum, online = self._momentum_pairs
         if precision is not None:
             precision.momentum_update(momentum, online, self.momentum)
@@ -359,7 +359,7 @@ class GearTrainingModule(nn.Module):
         """One micro-batch.
 
         Args:
-            batch: tensors of :class:`gear.data.TripleCollator` on the model's device.
+            batch: tensors of :class:`gear.training.triples.TripleCollator` on the model's device.
             alpha: soft-target weight of this step.
 
         Returns:
@@ -444,8 +444,8 @@ def build_optimizer(
     new_parameters: Collection[str] = (),
 ) -> torch.optim.AdamW:
     """AdamW over the trainable tensors of ``params``: a module, the tensors of
-    :meth:`gear.precision.StepPrecision.optimizer_parameters`, or ``(name, tensor)`` pairs
-    (:meth:`~gear.precision.StepPrecision.named_optimizer_parameters`).
+    :meth:`gear.training.precision.StepPrecision.optimizer_parameters`, or ``(name, tensor)`` pairs
+    (:meth:`~gear.training.precision.StepPrecision.named_optimizer_parameters`).
 
     Weight decay applies to matrices only (module docstring). With names, the tensors named in
     ``new_parameters`` learn at ``opt.new_parameters_lr_multiplier`` x the rate and the one named
@@ -486,7 +486,7 @@ def build_optimizer(
 
 def new_parameter_names(newly_initialised: Iterable[str], prefix: str = "model.") -> list[str]:
     """Training-module names of the parameters a checkpoint did not provide at all (a
-    :class:`gear.modeling.LoadReport`'s ``newly_initialised``, row ranges such as the ``[DEC]`` row
+    :class:`gear.model.modeling.LoadReport`'s ``newly_initialised``, row ranges such as the ``[DEC]`` row
     of a pretrained embedding left out: the rest of that tensor is pretrained)."""
     return [prefix + name for name in newly_initialised if "[" not in name]
 
@@ -501,15 +501,17 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 #: The modules whose code decides what training produces; the resume fingerprint hashes them, so
 #: a fix to the model or the trainer never resumes (or republishes) weights of the old code.
-TRAINING_CODE = ("modeling.py", "train.py", "precision.py", "data.py")
+TRAINING_CODE = ("model", "training")
 
 
 def training_code_fingerprint() -> str:
-    """Short SHA-256 of the source of :data:`TRAINING_CODE` (gear's own folder)."""
+    """Short SHA-256 of the source of every module in the :data:`TRAINING_CODE` packages of gear."""
+    gear_root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for name in TRAINING_CODE:
-        digest.update(name.encode())
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for package in TRAINING_CODE:
+        for path in sorted((gear_root / package).glob("*.py")):
+            digest.update(path.relative_to(gear_root).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -722,7 +724,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint or epoch model on disk is damaged; the message says what to delete."""
 
 
-#: Checksums of an epoch model's files, written last into its kept folder (gear.train).
+#: Checksums of an epoch model's files, written last into its kept folder (gear.training.trainer).
 EPOCH_MANIFEST = "epoch_manifest.json"
 
 
@@ -793,7 +795,7 @@ def train_gear(
     """Train GeAR variant ``variant`` on ``train_file``; resume from ``out_root/state`` if present.
 
     Args:
-        train_file: training triples (JSON Lines, gear.data).
+        train_file: training triples (JSON Lines, gear.training.triples).
         out_root: the model's root folder (``R/models/{model}/{scenario}``).
         cfg: the run config; only ``TRAIN_CONFIG_KEYS`` are read.
         variant: a key of ``train.variants``.
@@ -1142,7 +1144,7 @@ def launch_training(
     """Train in this process, or under ``torchrun`` with ``processes`` processes (one per GPU).
 
     Several processes run ``python -m torch.distributed.run --standalone --nproc_per_node N -m
-    gear.train`` with the config sections written to ``out_root/state/launch_config.json``; their
+    gear.training.trainer`` with the config sections written to ``out_root/state/launch_config.json``; their
     output is appended to ``log_file``. Each process gets ``threads // processes`` CPU threads.
     """
     import subprocess
@@ -1161,7 +1163,7 @@ def launch_training(
         "--standalone",
         f"--nproc_per_node={processes}",
         "-m",
-        "gear.train",
+        "gear.training.trainer",
         "--config",
         str(config_file),
         "--variant",
@@ -1182,7 +1184,7 @@ def launch_training(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gear.train`` (or under torchrun): train one variant on one scenario."""
+    """``python -m gear.training.trainer`` (or under torchrun): train one variant on one scenario."""
     from gear.config import load_yaml, validate_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
