@@ -2,7 +2,7 @@
 
 Every figure comes from the code the workflow runs, not from a toy re-implementation:
 
-- **train**: one GeAR training step as ``gear.training.trainer.train_gear`` runs it, at bert-base size
+- **train**: the trainer's own step (:func:`gear.training.trainer.train_step`), at bert-base size
   (``--size base``: random init from a default ``transformers.BertConfig``, no download) or a tiny
   size for CI: :class:`gear.training.trainer.GearTrainingModule` (encoders, momentum encoders, feature queues,
   ITC with soft targets, fusion pass, decoder, LM loss) in the trainer's precision
@@ -13,9 +13,7 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   operators per step (about one kernel launch each on CUDA), casts and host synchronisations
   go into ``details.operators_per_step``. Input:
   random token ids of fixed lengths (query 32, target 32 tokens; document 192 for QAR-like, 512
-  for RIR-like input), no padding, as in the plain-PyTorch baseline of PERF-NOTES.md. The loop
-  body is the trainer's, written out here because ``train_gear`` keeps it inline (no function
-  to call per step); ``tests/test_bench.py`` checks it still matches the trainer's calls.
+  for RIR-like input), no padding, as in the plain-PyTorch baseline of PERF-NOTES.md.
 - **encode**: documents through :func:`gear.evaluation.search.encode_texts` and
   :class:`gear.inference.GearEncoder`'s batching (length-sorted, padded to multiples of 16,
   bf16 autocast on CUDA, fp32 on CPU), with the model built in memory instead of loaded from a
@@ -479,6 +477,7 @@ def bench_train(
         build_optimizer,
         check_queue_size,
         read_sections,
+        train_step,
     )
     from gear.training.trainer import compile_stacks as compile_gear_stacks
 
@@ -513,22 +512,10 @@ def bench_train(
     training.train()
 
     def step(i: int) -> None:
-        # gear.training.trainer.train_gear's loop body with gradient_accumulation 1 and one process.
+        # The trainer's own step, with gradient_accumulation 1 and one process.
         data = {k: v.to(device, non_blocking=True) for k, v in host_batches[i % 2].items()}
         data["doc_keys"] = data["doc_keys"] + i * batch  # fresh documents every step
-        with precision.autocast():
-            loss, stats, bank = training(data, alpha)
-        loss.backward()
-        training.enqueue(*bank)
-        for group in optimizer.param_groups:
-            group["lr"] = train.optimizer.lr
-        precision.gradients_to_masters()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        precision.masters_to_weights()
-        training.momentum_update(precision)
-        training.clamp_temperature()
-        losses.append(stats)
+        losses.extend(train_step(training, precision, optimizer, [data], alpha, train.optimizer.lr))
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

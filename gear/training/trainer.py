@@ -97,6 +97,7 @@ import argparse
 import contextlib
 import copy
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -104,7 +105,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -484,6 +485,60 @@ def build_optimizer(
     )
 
 
+def train_step(
+    training: GearTrainingModule,
+    precision: StepPrecision,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Sequence[dict[str, Tensor]],
+    alpha: float,
+    lr: float,
+    wrapped: nn.Module | None = None,
+) -> list[dict[str, Tensor]]:
+    """One optimizer step: forward and backward of every micro-batch, then the update.
+
+    Each micro-batch's loss is divided by their number (gradient accumulation); its keys enter the
+    queues right after its backward. Then every group's rate is ``lr`` x its ``lr_multiplier``,
+    AdamW steps (on the float32 masters under ``bf16-master``), the momentum encoders follow and
+    the temperature is clamped. The loop of :func:`train_gear` and the train bench
+    (``gear.tools.bench``) both call this.
+
+    Args:
+        training: the training module (model, momentum encoders, queues, temperature).
+        precision: how the step computes (:class:`gear.training.precision.StepPrecision`).
+        optimizer: from :func:`build_optimizer`.
+        micro_batches: tensors of :class:`gear.training.triples.TripleCollator` on the device.
+        alpha: the LM loss weight at this step (:func:`alpha_at`).
+        lr: the scheduled learning rate (:func:`learning_rate`).
+        wrapped: ``training`` inside ``DistributedDataParallel`` under several processes
+            (gradients are synchronised at the last micro-batch only); default ``training``.
+
+    Returns:
+        The statistics of each micro-batch (tensors, see :meth:`GearTrainingModule.forward`).
+    """
+    wrapped = training if wrapped is None else wrapped
+    stats_of_micro_batches = []
+    for index, batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or wrapped is training else wrapped.no_sync()
+        with sync:
+            with precision.autocast():
+                loss, stats, bank = wrapped(batch, alpha)
+            if len(micro_batches) > 1:
+                loss = loss / len(micro_batches)
+            loss.backward()
+        training.enqueue(*bank)
+        stats_of_micro_batches.append(stats)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_multiplier"]
+    precision.gradients_to_masters()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    precision.masters_to_weights()
+    training.momentum_update(precision)
+    training.clamp_temperature()
+    return stats_of_micro_batches
+
+
 def new_parameter_names(newly_initialised: Iterable[str], prefix: str = "model.") -> list[str]:
     """Training-module names of the parameters a checkpoint did not provide at all (a
     :class:`gear.model.modeling.LoadReport`'s ``newly_initialised``, row ranges such as the ``[DEC]`` row
@@ -524,7 +579,8 @@ class StateStore:
         # each is hashed once per process, not again at every later save's clean-up.
         self._verified: set[Path] = set()
 
-    def _step_dirs(self) -> list[tuple[int, Path]]:
+    def steps(self) -> list[tuple[int, Path]]:
+        """Every ``(step, folder)`` under the root, newest first, complete or not."""
         if not self.root.is_dir():
             return []
         found = [
@@ -559,15 +615,26 @@ class StateStore:
                 return f"{name} does not match its checksum (truncated or corrupt)"
         return None
 
+    def discard_other_runs(self) -> None:
+        """Remove the complete checkpoints written under another fingerprint (another run)."""
+        for _, folder in self.steps():
+            if (folder / MANIFEST).is_file() and read_json(folder / MANIFEST).get(
+                "fingerprint"
+            ) != self.fingerprint:
+                log.warning(
+                    "discarding %s: written under another configuration, data file or training code", folder
+                )
+                shutil.rmtree(folder, ignore_errors=True)
+
     def clear(self) -> None:
         """Remove every step checkpoint (a finished run's, before training afresh)."""
-        for _, folder in self._step_dirs():
+        for _, folder in self.steps():
             shutil.rmtree(folder, ignore_errors=True)
         self._verified.clear()
 
     def newest(self) -> tuple[int, dict] | None:
         """The newest verified checkpoint ``(step, payload)``; bad ones are skipped with a warning."""
-        for step, folder in self._step_dirs():
+        for step, folder in self.steps():
             problem = self.verify(folder)
             if problem is None:
                 try:
@@ -604,7 +671,7 @@ class StateStore:
             )
             raise type(err)(*((err.errno, message) if isinstance(err, OSError) else (message,))) from err
         kept = 0
-        for _, folder in self._step_dirs():
+        for _, folder in self.steps():
             if kept < self.keep and self.verify(folder) is None:
                 kept += 1
             else:
@@ -894,14 +961,7 @@ def train_gear(
         _remove_unfinished_writes(kept_epochs, (".epoch_",))
         _remove_unfinished_writes(out_root, (".model.", ".epochs."))
     if this_rank == 0 and state_root.is_dir():
-        for _, folder in store._step_dirs():
-            if (folder / MANIFEST).is_file() and read_json(folder / MANIFEST).get(
-                "fingerprint"
-            ) != fingerprint:
-                log.warning(
-                    "discarding %s: written under another configuration, data file or training code", folder
-                )
-                shutil.rmtree(folder, ignore_errors=True)
+        store.discard_other_runs()
         for folder in state_root.glob("epochs-*"):
             if folder != kept_epochs:
                 log.warning(
@@ -1024,29 +1084,17 @@ def train_gear(
             pin_memory=device.type == "cuda",
             generator=torch.Generator(),  # iterators draw their seed here, not from the global RNG
         )
-        for micro, batch in enumerate(loader, start=position * accumulation):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            last_micro = (micro + 1) % accumulation == 0
+        for micro_batches in _groups(loader, accumulation):
+            micro_batches = [
+                {k: v.to(device, non_blocking=True) for k, v in b.items()} for b in micro_batches
+            ]
             alpha = alpha_at(step, steps_per_epoch, train.alpha, train.alpha_ramp_epochs)
-            sync = contextlib.nullcontext() if last_micro or world == 1 else wrapped.no_sync()
-            with sync:
-                with precision.autocast():
-                    loss, stats, bank = wrapped(batch, alpha)
-                (loss / accumulation).backward()
-            training.enqueue(*bank)
-            epoch_acc.add(stats)
-            window.add(stats)
-            if not last_micro:
-                continue
             current_lr = learning_rate(step, total_steps, train.optimizer.lr, train.schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = current_lr * group["lr_multiplier"]
-            precision.gradients_to_masters()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            precision.masters_to_weights()
-            training.momentum_update(precision)
-            training.clamp_temperature()
+            for stats in train_step(
+                training, precision, optimizer, micro_batches, alpha, current_lr, wrapped
+            ):
+                epoch_acc.add(stats)
+                window.add(stats)
             step += 1
             progress.update(1)
             if this_rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
@@ -1108,6 +1156,13 @@ def train_gear(
     if _distributed():
         dist.barrier()
     return final
+
+
+def _groups(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter): one optimizer step's micro-batches."""
+    iterator = iter(items)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
 
 
 def _format(means: dict[str, float]) -> str:
