@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gear.evaluation.explain_data import explain_data
+from gear.evaluation.figure3_data import figure3_data
 from gear.io import read_json, write_jsonl
-from gear.report.explain import explain_data, render_explain_page
-from gear.report.figure_data import figure3_data
+from gear.report.explain import render_explain_page
 from gear.report.figures import draw_figure3, render_figure3_html
 
 DOCS = [
