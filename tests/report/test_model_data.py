@@ -120,8 +120,11 @@ def test_figure3_data_from_a_model(tiny_gear, dataset, tmp_path):
         assert weights == sorted(weights, reverse=True)
         for token in query["top"]:
             assert text[token["start"] : token["end"]] == token["text"] and token["end"] > token["start"]
-    _width, _height = draw_figure3(data, [tmp_path / "f.png"], dpi=30)
-    assert (tmp_path / "f.png").stat().st_size > 0
+    width, height = draw_figure3(data, [tmp_path / "f.png"], dpi=30)
+    png = (tmp_path / "f.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"  # a PNG, written whole
+    pixels = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert pixels == pytest.approx((width * 30, height * 30), abs=2)  # the figure drawn, at that dpi
     assert "Query 2" in render_figure3_html(data)
 
 
