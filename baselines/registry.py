@@ -29,8 +29,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baselines.adapters import ADAPTERS, EncoderSpec
 from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
 from gear.hub import ModelUnavailableError, downloads_possible, resolve_model
+from gear.io import read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
@@ -157,8 +159,6 @@ def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
 
 def _check_trained_pooling(entry: ModelEntry, folder: Path) -> None:
     """A retrained model records how it pooled in training; the entry must pool the same way."""
-    from gear.io import read_json
-
     record = folder / "train_config.json"
     if not record.is_file():
         return
@@ -177,8 +177,6 @@ def encoder_spec(entry: ModelEntry, cfg: dict, scenario: str, layout):
         ModelUnavailableError: a pretrained model cannot be had on this machine.
         FileNotFoundError: a retrained model has not been trained yet (names the rule).
     """
-    from baselines.adapters import EncoderSpec
-
     if entry.kind in PRETRAINED_KINDS:
         resolved = resolve_model(entry.model, cfg["model_paths"], cfg["allow_downloads"], entry.revision)
         folder, revision = local_model_folder(resolved, entry.revision), entry.revision
@@ -227,6 +225,5 @@ def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: s
         from gear.inference import GearEncoder
 
         return GearEncoder(folder, name=entry.name, device=device)
-    from baselines.adapters import ADAPTERS
 
     return ADAPTERS[entry.kind](encoder_spec(entry, cfg, scenario, layout), device=device)

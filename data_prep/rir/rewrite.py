@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
+from gear.hub import resolve_model
 from gear.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -354,8 +355,6 @@ def make_backend(
     if cfg.backend == "openai":
         return OpenAIChatBackend(cfg)
     if cfg.backend == "transformers":
-        from gear.hub import resolve_model
-
         return TransformersBackend(cfg, resolve_model(cfg.model, model_paths, allow_downloads))
     raise ValueError(
         f"data.rir.rewrite.backend: unknown backend {cfg.backend!r}; use openai, transformers or offline"

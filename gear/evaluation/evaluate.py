@@ -30,9 +30,9 @@ Choices the paper leaves open (SPEC is silent), made here:
   seed) only.
 
 The Snakemake rules (``workflow/rules/evaluate.smk``) get their inputs, params and wildcard
-patterns from :class:`EvaluationPlan` and call the ``run_*`` job functions at the end of this
-module, which build the encoder from the registry entry; :func:`evaluation_targets` lists every
-output of a run (``reproduce_all``). Adding a model to evaluate is one
+patterns from ``gear.workflow.evaluation_plan`` (which also lists every output of a run) and call
+the ``run_*`` job functions at the end of this module, which build the encoder from the registry
+entry. Adding a model to evaluate is one
 registry entry (``config/baselines.yaml``); adding a data set is a builder in ``data_prep/`` and
 its name in ``gear.layout``: nothing here changes.
 """
@@ -50,6 +50,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from baselines.registry import ModelEntry, build_encoder, trained_model_dir
+from data_prep.normalized import load_corpus, load_queries
 from gear.config import ConfigError, dataclass_from_mapping
 from gear.encoding import TextEncoder
 from gear.evaluation.metrics import (
@@ -62,6 +64,7 @@ from gear.evaluation.metrics import (
     summarize,
 )
 from gear.evaluation.search import SearchSettings, encode_texts, search, write_run
+from gear.inference import LocalizationConfig, generate, load_gear, localize_units
 from gear.io import DataFormatError, write_json
 from gear.layout import Layout, scenario_of
 from gear.provenance import provenance
@@ -161,8 +164,6 @@ class EvalDataset:
     def load(cls, name: str, corpus_path: str | Path, queries_path: str | Path) -> EvalDataset:
         """Read ``corpus.jsonl`` and ``queries.jsonl``; a query naming an unknown document, or a
         relevant unit outside its document, fails with the file and query id."""
-        from data_prep.normalized import load_corpus, load_queries
-
         scenario_of(name)  # fails early on an unknown data set name
         documents = load_corpus(corpus_path)
         queries = load_queries(queries_path)
@@ -412,8 +413,6 @@ class GearUnitScorer:
     ):
         """``gear.inference.UnitScores`` at each of ``layers`` (default: the configured layer),
         with the uniform-attention scores and attention entropies, from one pass per batch."""
-        from gear.inference import localize_units
-
         return localize_units(
             self.model,
             self.tokenizer,
@@ -555,8 +554,6 @@ class GearGenerator:
         self.generation = generation
 
     def __call__(self, queries: Sequence[str], documents: Sequence[str]) -> list[str]:
-        from gear.inference import generate
-
         return generate(
             self.model,
             self.tokenizer,
@@ -745,8 +742,6 @@ def epoch_analysis(
     "M@k": [...]}, "generation": {"EM": [...], "F1": [...]} (or ROUGE), "ci": {"localization":
     {...}, "generation": {...}}, "n_queries": {...}, "provenance"}``.
     """
-    from gear.inference import load_gear
-
     started = time.time()
     checkpoints = epoch_dirs(epochs_root)
     loc_queries, loc_skipped, query_texts, doc_texts, units = _localization_inputs(data)
@@ -797,57 +792,8 @@ def _format(metrics: dict[str, float]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Workflow: targets and jobs
+# One workflow job: a model on the data sets of a scenario
 # --------------------------------------------------------------------------------------------
-
-
-def model_input(entry, scenario: str, layout: Layout) -> Path | None:
-    """The trained model folder an evaluation of ``entry`` reads (a rule input), None for
-    pretrained models (resolved when the workflow starts, see ``gear.workflow.plan``)."""
-    from baselines.registry import trained_model_dir
-
-    return trained_model_dir(entry, scenario, layout) if entry.trained_by_suite else None
-
-
-def has_layer_analysis(entry) -> bool:
-    """GeAR variants that localize by cross-attention get Figure 4c."""
-    return entry.kind == "gear" and "localization" in entry.tasks
-
-
-def has_epoch_analysis(entry) -> bool:
-    """GeAR variants with localization and generation get Figure 4a/b."""
-    return entry.kind == "gear" and {"localization", "generation"} <= set(entry.tasks)
-
-
-def evaluation_targets(cfg: dict, models: Sequence, layout: Layout) -> list[Path]:
-    """Every evaluation output of a run: results JSON per (model, data set, task the entry lists),
-    run files, layer analyses (``evaluate.layer_analysis``) and epoch analyses
-    (``evaluate.epoch_analysis``) of the GeAR variants.
-
-    Args:
-        cfg: the validated run config.
-        models: the selected registry entries (``MODELS`` of common.smk).
-        layout: the run's :class:`~gear.layout.Layout`.
-    """
-    section = cfg["evaluate"]
-    targets: list[Path] = []
-    for entry in models:
-        for dataset in section["datasets"]:
-            for task in entry.tasks:
-                targets.append(layout.eval_json(entry.name, dataset, task))
-                if task == "retrieval":
-                    targets.append(layout.run_file(entry.name, dataset))
-        if has_layer_analysis(entry):
-            targets += [
-                layout.layers_json(entry.name, d)
-                for d in section["layer_analysis"]
-                if d in section["datasets"]
-            ]
-        if has_epoch_analysis(entry):
-            targets += [
-                layout.epochs_json(entry.name, scenario) for scenario in sorted(section["epoch_analysis"])
-            ]
-    return targets
 
 
 def gear_layer_count(model) -> int:
@@ -858,8 +804,6 @@ def gear_layer_count(model) -> int:
 
 def _entry(entry):
     """A registry entry from the dict a Snakemake rule passes (``dataclasses.asdict``)."""
-    from baselines.registry import ModelEntry
-
     if isinstance(entry, ModelEntry):
         return entry
     entry = dict(entry)
@@ -872,8 +816,6 @@ def _layout(cfg: dict) -> Layout:
 
 
 def _gear_localization(cfg: dict):
-    from gear.inference import LocalizationConfig
-
     return dataclass_from_mapping(LocalizationConfig, cfg["gear"]["localization"], "gear.localization")
 
 
@@ -897,26 +839,6 @@ class _LayerScores:
         return self.scores.by_layer[self.localization.layer]
 
 
-def scenario_datasets(cfg: dict, scenario: str) -> list[str]:
-    """The evaluated data sets (``evaluate.datasets``) whose models are trained on ``scenario``."""
-    return [d for d in cfg["evaluate"]["datasets"] if scenario_of(d) == scenario]
-
-
-def model_job_outputs(entry, cfg: dict, scenario: str, layout: Layout) -> dict[str, Path]:
-    """Every file one evaluation job of ``entry`` on ``scenario`` writes, by a readable key
-    (``{dataset}_{task}``, ``{dataset}_run``, ``{dataset}_layers``)."""
-    outputs: dict[str, Path] = {}
-    layer_sets = cfg["evaluate"]["layer_analysis"]
-    for dataset in scenario_datasets(cfg, scenario):
-        for task in entry.tasks:
-            outputs[f"{dataset}_{task}"] = layout.eval_json(entry.name, dataset, task)
-            if task == "retrieval":
-                outputs[f"{dataset}_run"] = layout.run_file(entry.name, dataset)
-        if has_layer_analysis(entry) and dataset in layer_sets:
-            outputs[f"{dataset}_layers"] = layout.layers_json(entry.name, dataset)
-    return outputs
-
-
 def run_model(
     entry, cfg: dict, scenario: str, datasets: dict[str, tuple[str, str]], outputs: dict[str, str]
 ) -> None:
@@ -929,13 +851,11 @@ def run_model(
 
     Args:
         entry: the registry entry (or its dict, as a Snakemake param passes it).
-        cfg: the config sections the job reads (:func:`job_config`).
+        cfg: the config sections the job reads (``gear.workflow.evaluation_plan.job_config``).
         scenario: ``qar`` or ``rir``; trained models are the ones trained on it.
         datasets: data set -> (corpus path, queries path).
-        outputs: :func:`model_job_outputs` keys -> paths.
+        outputs: ``gear.workflow.evaluation_plan.model_job_outputs`` keys -> paths.
     """
-    from baselines.registry import build_encoder
-
     entry = _entry(entry)
     layout = _layout(cfg)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
@@ -946,9 +866,7 @@ def run_model(
     )
     gear_model = None
     if entry.kind == "gear" and {"localization", "generation"} & set(entry.tasks):
-        from gear.inference import load_gear
-
-        gear_model = load_gear(model_input(entry, scenario, layout))
+        gear_model = load_gear(trained_model_dir(entry, scenario, layout))
     for dataset, (corpus, queries) in datasets.items():
         data = EvalDataset.load(dataset, corpus, queries)
         common = {"provenance_config": cfg, "model_name": entry.name}
@@ -1014,95 +932,3 @@ def run_epoch_analysis(
         model_name=entry.name,
         provenance_config=cfg,
     )
-
-
-def job_config(cfg: dict, entry=None) -> dict:
-    """The config sections an evaluation job of ``entry`` needs (a rule's ``params``), so that
-    editing an unrelated section (training, reports, another model's settings) reruns nothing.
-
-    Kept: what :func:`baselines.registry.build_encoder` reads (``model_paths``,
-    ``allow_downloads``), the output roots, the ``evaluate`` section without the lists that only
-    select jobs, and ``gear.localization`` for GeAR entries.
-    """
-    keys = ("allow_downloads", "model_paths", "results_dir", "reports_dir")
-    subset = {key: cfg[key] for key in keys}
-    subset["evaluate"] = {
-        k: v for k, v in cfg["evaluate"].items() if k not in ("models", "datasets", "layer_analysis")
-    }
-    if entry is None or _entry(entry).kind == "gear":
-        subset["gear"] = {"localization": cfg["gear"]["localization"]}
-    return subset
-
-
-class EvaluationPlan:
-    """What the evaluation rules of ``workflow/rules/evaluate.smk`` ask, so that the rule file holds
-    rules only and this logic is tested: one job per (model, scenario) with its inputs and
-    outputs, and one epoch-analysis job per GeAR variant and scenario.
-
-    Args:
-        cfg: the validated run config.
-        models: the selected registry entries (``MODELS`` of common.smk).
-        layout: the run's layout (``L``).
-    """
-
-    def __init__(self, cfg: dict, models: Sequence, layout: Layout):
-        self.cfg = cfg
-        self.models = {entry.name: entry for entry in models}
-        self.layout = layout
-
-    @staticmethod
-    def choice(names) -> str:
-        """A regular expression matching exactly ``names`` (none: a pattern that never matches)."""
-        names = list(names)
-        return "|".join(re.escape(name) for name in names) if names else "(?!)"
-
-    def jobs(self) -> list[tuple[str, str]]:
-        """``(model, scenario)`` of every evaluation job (scenarios with at least one data set)."""
-        scenarios = [s for s in ("qar", "rir") if scenario_datasets(self.cfg, s)]
-        return [(name, scenario) for name in self.models for scenario in scenarios]
-
-    def job_inputs(self, model: str, scenario: str) -> dict[str, str]:
-        """Each data set's corpus and queries and, for a model the suite trains, its folder."""
-        inputs = {}
-        for dataset in scenario_datasets(self.cfg, scenario):
-            inputs[f"{dataset}_corpus"] = str(self.layout.corpus(dataset))
-            inputs[f"{dataset}_queries"] = str(self.layout.queries(dataset))
-        folder = model_input(self.models[model], scenario, self.layout)
-        if folder is not None:
-            inputs["model"] = str(folder)
-        return inputs
-
-    def job_outputs(self, model: str, scenario: str) -> dict[str, str]:
-        """:func:`model_job_outputs` as strings."""
-        outputs = model_job_outputs(self.models[model], self.cfg, scenario, self.layout)
-        return {key: str(path) for key, path in outputs.items()}
-
-    def model_pattern(self, task: str) -> str:
-        """Models with an epoch analysis (``task="epochs"``) or listing ``task`` in the registry."""
-        if task == "epochs":
-            return self.choice(n for n, e in self.models.items() if has_epoch_analysis(e))
-        return self.choice(n for n, e in self.models.items() if task in e.tasks)
-
-    def epoch_inputs(self, wildcards) -> dict[str, str]:
-        """The epoch checkpoints of a GeAR variant and the scenario's test set (``evaluate.epoch_analysis``)."""
-        entry = self.models[wildcards.model]
-        dataset = self.cfg["evaluate"]["epoch_analysis"][wildcards.scenario]
-        return {
-            "epochs": str(self.layout.model_root(entry.variant, wildcards.scenario) / "epochs"),
-            "corpus": str(self.layout.corpus(dataset)),
-            "queries": str(self.layout.queries(dataset)),
-        }
-
-    def entry(self, model) -> dict:
-        """The registry entry as a plain dict (a rule param); ``model`` is a name or wildcards."""
-        name = model if isinstance(model, str) else model.model
-        return dataclasses.asdict(self.models[name])
-
-    def job_config(self, model) -> dict:
-        """The config sections the job reads (a rule param): :func:`job_config`."""
-        name = model if isinstance(model, str) else model.model
-        return job_config(self.cfg, self.models[name])
-
-    def targets(self) -> list[str]:
-        """Every evaluation output (:func:`evaluation_targets`) as strings."""
-        return [str(path) for path in evaluation_targets(self.cfg, list(self.models.values()), self.layout)]

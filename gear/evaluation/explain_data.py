@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_prep.normalized import load_queries
+from gear.config import dataclass_from_mapping
 from gear.evaluation.figure3_data import read_documents
+from gear.inference import LocalizationConfig, generate, load_gear, localize_units, token_weights
 from gear.io import DataFormatError, write_json
 
 log = logging.getLogger(__name__)
@@ -116,10 +119,6 @@ def explain_data(
         ``attention_entropy`` (mean normalised entropy, 1 = uniform), ``relevant_units``
         and ``generated``.
     """
-    from data_prep.normalized import load_queries
-    from gear.config import dataclass_from_mapping
-    from gear.inference import LocalizationConfig, generate, load_gear, localize_units, token_weights
-
     started = time.time()
     if not isinstance(settings, ExplainSettings):
         settings = dataclass_from_mapping(ExplainSettings, dict(settings), "reports.explain")

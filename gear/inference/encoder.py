@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from gear.encoding import TextEncoder, length_sorted_order
+from gear.io import file_sha256
 from gear.model.modeling import WEIGHTS_NAME, GearModel
 from gear.model.tokens import (
     DOCUMENT_PAD_MULTIPLE,
@@ -316,8 +317,6 @@ class GearEncoder(TextEncoder):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from gear.io import file_sha256
-
             cfg = self.model.config
             precision = "bf16" if self.device.type == "cuda" else "fp32"
             self._fingerprint = (

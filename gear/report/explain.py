@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from gear.evaluation.metrics import break_ties_at_random
 from gear.io import DataFormatError, atomic_open
 from gear.report.pages import esc, html_page
 
@@ -125,8 +126,6 @@ def _summary_html(data: Mapping) -> str:
     rows = [q for q in data["queries"] if q.get("relevant_units") and q.get("length_scores") is not None]
     if not rows:
         return ""
-
-    from gear.evaluation.metrics import break_ties_at_random
 
     def hit(q: Mapping, scores: Sequence) -> float:
         return float(_ranking(scores)[0] in set(q["relevant_units"]))

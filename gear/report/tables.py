@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gear.config import load_yaml
+from gear.evaluation.metrics import bootstrap_indices, paired_bootstrap_pvalue
 from gear.io import DataFormatError, atomic_open, read_json, require_fields
 from gear.layout import DATASETS, QA_DATASETS
 from gear.report.pages import DATASET_LABELS, esc, html_page
@@ -827,8 +828,6 @@ def build_significance_tables(
         One table per task in which the reference and at least one other model were evaluated;
         each cell holds reference - other (fractions) and the p-value.
     """
-    from gear.evaluation.metrics import bootstrap_indices, paired_bootstrap_pvalue
-
     alpha = 1.0 - confidence
     labels = dict(dataset_labels or DATASET_LABELS)
     tables = []

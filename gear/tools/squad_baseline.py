@@ -28,7 +28,16 @@ import sys
 import time
 from pathlib import Path
 
+from baselines.registry import build_encoder, load_registry
+from data_prep.squad import build_squad
 from gear.config import REPO_ROOT, load_config
+from gear.evaluation.evaluate import (
+    BiEncoderUnitScorer,
+    EvalDataset,
+    EvaluateSettings,
+    evaluate_localization,
+    evaluate_retrieval,
+)
 from gear.io import write_json
 from gear.layout import Layout
 from gear.logs import setup_logging
@@ -49,16 +58,6 @@ def run_squad_baseline(
         model: registry entry to evaluate.
     """
     import torch
-
-    from baselines.registry import build_encoder, load_registry
-    from data_prep.squad import build_squad
-    from gear.evaluation.evaluate import (
-        BiEncoderUnitScorer,
-        EvalDataset,
-        EvaluateSettings,
-        evaluate_localization,
-        evaluate_retrieval,
-    )
 
     torch.set_num_threads(threads)
     squad, out = Path(squad), Path(out)

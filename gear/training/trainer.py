@@ -116,7 +116,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gear.config import ConfigError, dataclass_from_mapping
+from gear.config import ConfigError, dataclass_from_mapping, load_yaml, validate_config
+from gear.hub import resolve_model
 from gear.inference import LocalizationConfig
 from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
 from gear.model.modeling import CrossAttentionInit, GearModel, Stack, build_from_bert, mean_pool
@@ -875,8 +876,6 @@ def train_gear(
     """
     from tqdm.auto import tqdm
 
-    from gear.hub import resolve_model
-
     gear_section, train = read_sections(cfg)
     if variant not in train.variants:
         raise ConfigError(f"train.variants: no variant {variant!r}; known: {sorted(train.variants)}")
@@ -1240,8 +1239,6 @@ def launch_training(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m gear.training.trainer`` (or under torchrun): train one variant on one scenario."""
-    from gear.config import load_yaml, validate_config
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config", required=True, help="run config (YAML/JSON): a full config or its train sections"

@@ -18,15 +18,13 @@ from gear.evaluation.evaluate import (
     evaluate_generation,
     evaluate_localization,
     evaluate_retrieval,
-    evaluation_targets,
-    job_config,
-    model_job_outputs,
     run_model,
 )
 from gear.evaluation.metrics import bootstrap_ci, bootstrap_indices, exact_match, token_f1
 from gear.evaluation.search import read_run
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
+from gear.workflow.evaluation_plan import EvaluationPlan, evaluation_targets, job_config, model_job_outputs
 from tests.gear.test_search import MiniLMEncoder
 
 ARTICLES, PARAGRAPHS = 2, 3  # six real SQuAD paragraphs and their questions
@@ -511,7 +509,6 @@ def test_evaluation_plan_patterns_and_inputs(config):
     from types import SimpleNamespace
 
     from baselines.registry import load_registry, select_models
-    from gear.evaluation.evaluate import EvaluationPlan
 
     registry = load_registry(REPO_ROOT / config["registry"])
     layout = Layout.from_config(config)
@@ -528,6 +525,7 @@ def test_evaluation_plan_patterns_and_inputs(config):
         "model": str(layout.final_model("SBERT_RT", "rir")),
     }
     assert "model" not in plan.job_inputs("MiniLM", "qar")
+    assert plan.job_datasets("rir") == ["rir"]
     assert {k for k in plan.job_inputs("MiniLM", "qar") if k.endswith("_corpus")} == {
         "squad_corpus",
         "nq_corpus",
