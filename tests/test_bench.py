@@ -63,7 +63,8 @@ def test_analytical_flops_equal_torch_flop_counter(mini_config):
     from torch.utils.flop_counter import FlopCounterMode
 
     from gear.model.modeling import GearModel
-    from gear.training.trainer import GearTrainingModule, read_sections
+    from gear.training.objectives import GearTrainingModule
+    from gear.training.settings import read_sections
 
     _, train = read_sections(mini_config)
     cfg = bench_config("tiny")

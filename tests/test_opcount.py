@@ -8,8 +8,9 @@ from gear.model.modeling import GearModel
 from gear.tools.bench.common import bench_config
 from gear.tools.bench.train import random_training_batch
 from gear.tools.opcount import count_operators
+from gear.training.objectives import GearTrainingModule
 from gear.training.precision import StepPrecision
-from gear.training.trainer import GearTrainingModule, read_sections
+from gear.training.settings import read_sections
 
 
 def _linear_step(layer: torch.nn.Linear, x: torch.Tensor) -> None:

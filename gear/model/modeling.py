@@ -43,7 +43,7 @@ an explicit name mapping and reports what was newly initialised and which checkp
 unused. Saving and loading use a Hugging Face style folder (``config.json``,
 ``model.safetensors``, tokenizer files with ``[DEC]``): :meth:`GearModel.save_pretrained`,
 :meth:`GearModel.from_pretrained`. The momentum encoders, queues and temperature used in training
-live in ``gear.training.trainer.GearTrainingModule``, not here.
+live in ``gear.training.objectives.GearTrainingModule``, not here.
 
 Example:
     >>> model, tokenizer, report = build_from_bert("path/to/bert")  # doctest: +SKIP

@@ -68,7 +68,7 @@ class StepPrecision:
     """The precision machinery of one training module (module docstring).
 
     Args:
-        module: the module whose parameters train (``gear.training.trainer.GearTrainingModule``); under
+        module: the module whose parameters train (``gear.training.objectives.GearTrainingModule``); under
             ``bf16-master`` its floating-point parameters are converted to bf16 in place.
         precision: one of :data:`PRECISIONS` (already resolved for the device,
             :func:`effective_precision`).

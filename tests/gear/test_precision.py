@@ -12,7 +12,9 @@ import torch
 import gear.training.trainer
 from gear.config import ConfigError
 from gear.training.precision import StepPrecision, effective_precision
-from gear.training.trainer import build_optimizer, read_sections, train_gear
+from gear.training.settings import read_sections
+from gear.training.step import build_optimizer
+from gear.training.trainer import train_gear
 from tests.gear.test_train import _assert_bitwise_equal, _weights, collate, tiny_module, tiny_run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -186,7 +188,7 @@ def _ddp_master_worker(
 
     import torch.distributed as dist
 
-    from gear.training.trainer import _no_buffer_sync
+    from gear.training.distributed import no_buffer_sync
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -197,7 +199,7 @@ def _ddp_master_worker(
         optimizer = build_optimizer(
             precision.optimizer_parameters(), _section(payload["train_cfg"]).optimizer, torch.device("cpu")
         )
-        ddp = torch.nn.parallel.DistributedDataParallel(training, **_no_buffer_sync())
+        ddp = torch.nn.parallel.DistributedDataParallel(training, **no_buffer_sync())
         per_rank = payload["batch"]["query_ids"].shape[0] // world
         local = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in payload["batch"].items()}
         _step(ddp, precision, optimizer, local, lr=1e-3, training=training)

@@ -28,17 +28,11 @@ from gear.model.modeling import (
     mean_pool,
     read_bert_checkpoint,
 )
-from gear.training.trainer import (
-    GearTrainingModule,
-    ScheduleSection,
-    StateStore,
-    _no_buffer_sync,
-    alpha_at,
-    check_queue_size,
-    learning_rate,
-    read_sections,
-    train_gear,
-)
+from gear.training.checkpoints import StateStore
+from gear.training.distributed import no_buffer_sync
+from gear.training.objectives import GearTrainingModule
+from gear.training.settings import ScheduleSection, alpha_at, check_queue_size, learning_rate, read_sections
+from gear.training.trainer import train_gear
 from gear.training.triples import EpochPlan, TripleCollator, TripleFile, doc_id_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,7 +52,7 @@ def tiny_run_config(mini_config: dict, tiny_bert_path: Path, **train_overrides) 
 
 
 def train_section(train_cfg: dict):
-    """The parsed ``train`` section of a tiny run (gear.training.trainer.TrainSection)."""
+    """The parsed ``train`` section of a tiny run (gear.training.settings.TrainSection)."""
     gear = {
         "init_checkpoint": "x",
         "decoder_start_token": "[DEC]",
@@ -246,7 +240,7 @@ def test_gear_cl_variant_skips_fusion_and_decoder(tiny_bert_path, mini_config, t
 
 
 def test_loss_decreases_on_real_text(tiny_bert_path, mini_config, triples_file):
-    from gear.training.trainer import build_optimizer
+    from gear.training.step import build_optimizer
 
     train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
     module, tokenizer = tiny_module(tiny_bert_path, train_cfg, dropout=0.1)
@@ -401,7 +395,7 @@ def test_resume_after_a_stop_gives_bitwise_identical_weights(tmp_path, uninterru
 @pytest.mark.slow
 def test_corrupt_state_checkpoint_is_skipped(tmp_path, uninterrupted_run, caplog):
     triples, cfg, reference = uninterrupted_run
-    caplog.set_level(logging.INFO, logger="gear.training.trainer")
+    caplog.set_level(logging.INFO, logger="gear.training")
     out = tmp_path / "out"
     train_gear(triples, out, cfg, "GeAR", "qar", max_steps=5)
     newest = out / "state" / "step_5" / "state.pt"
@@ -422,11 +416,13 @@ def test_state_of_another_configuration_is_not_resumed(tmp_path):
 
 
 def test_state_store_hashes_each_checkpoint_once_per_process(tmp_path, monkeypatch):
-    import gear.training.trainer
+    import gear.training.checkpoints
 
     calls = []
-    real = gear.training.trainer.file_sha256
-    monkeypatch.setattr(gear.training.trainer, "file_sha256", lambda path: calls.append(path) or real(path))
+    real = gear.training.checkpoints.file_sha256
+    monkeypatch.setattr(
+        gear.training.checkpoints, "file_sha256", lambda path: calls.append(path) or real(path)
+    )
     store = StateStore(tmp_path, fingerprint="a")
     for step in range(1, 5):
         store.save(step, {"x": torch.full((4,), float(step))})
@@ -450,7 +446,7 @@ def _ddp_worker(
         payload = torch.load(payload_path)
         module, _ = tiny_module(Path(tiny_bert_path), payload["train_cfg"], with_tokenizer=False)
         module.enqueue(*payload["queued"])
-        ddp = torch.nn.parallel.DistributedDataParallel(module, **_no_buffer_sync())
+        ddp = torch.nn.parallel.DistributedDataParallel(module, **no_buffer_sync())
         per_rank = payload["batch"]["query_ids"].shape[0] // world
         local = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in payload["batch"].items()}
         loss, stats, bank = ddp(local, alpha=0.3)
@@ -556,8 +552,9 @@ def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini
     """build_optimizer gives the parameters a checkpoint lacks and the temperature their
     multipliers; the training loop scales every group's scheduled rate by its multiplier."""
     from gear.model.modeling import build_from_bert
+    from gear.training.objectives import GearTrainingModule
     from gear.training.precision import StepPrecision
-    from gear.training.trainer import GearTrainingModule, build_optimizer, new_parameter_names
+    from gear.training.step import build_optimizer, new_parameter_names
 
     train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
     train = train_section(train_cfg)
@@ -600,7 +597,7 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
     train_gear(triples, out, cfg, "GeAR", "qar")
     shutil.rmtree(out / "model")
     shutil.rmtree(out / "epochs")
-    caplog.set_level(logging.INFO, logger="gear.training.trainer")
+    caplog.set_level(logging.INFO, logger="gear.training")
     final = train_gear(triples, out, cfg, "GeAR", "qar")
     assert (
         "holds a finished run (step 12 of 12): training afresh" in caplog.text
@@ -622,7 +619,7 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
 def test_a_damaged_epoch_model_is_never_published(tmp_path, uninterrupted_run):
     """Epoch models are checked against the checksums written with them before every publish:
     a truncated one (a crash, a full disk) fails with a message naming it, not silently."""
-    from gear.training.trainer import CheckpointError
+    from gear.training.checkpoints import CheckpointError
 
     triples, cfg, reference = uninterrupted_run
     assert (reference.parent / "epochs" / "epoch_1" / "epoch_manifest.json").is_file()

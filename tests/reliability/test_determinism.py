@@ -50,7 +50,7 @@ def cpu_only(monkeypatch):
     """Training and inference on the CPU even where a GPU exists: the bitwise claim is the CPU's."""
     import gear.training.trainer
 
-    monkeypatch.setattr(gear.training.trainer, "_select_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(gear.training.trainer, "select_device", lambda: torch.device("cpu"))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -63,7 +63,7 @@ elif case == "embedding_cache":
         encode_texts(NumberedEncoder(), [f"passage {i}" for i in range(4000)], folder / "cache", shard_size=2000)
 elif case == "training_state":
     import torch
-    from gear.training.trainer import StateStore
+    from gear.training.checkpoints import StateStore
 
     store = StateStore(folder / "state", fingerprint="run")
     store.save(2, {"weights": torch.zeros(1000)})  # 4 kB: fits
@@ -171,7 +171,7 @@ def test_full_disk_fails_clearly_and_leaves_no_partial_file(tmp_path, mini_confi
             "state/step_2/manifest.json",
             "state/step_2/state.pt",
         ]
-        from gear.training.trainer import StateStore
+        from gear.training.checkpoints import StateStore
 
         assert StateStore(folder / "state", fingerprint="run").newest()[0] == 2
     elif case == "embedding_cache":  # the cache folder holds no file: no shard, no manifest

@@ -2,12 +2,12 @@
 
 Every figure comes from the code the workflow runs, not from a toy re-implementation:
 
-- **train**: the trainer's own step (:func:`gear.training.trainer.train_step`), at bert-base size
+- **train**: the trainer's own step (:func:`gear.training.step.train_step`), at bert-base size
   (``--size base``: random init from a default ``transformers.BertConfig``, no download) or a tiny
-  size for CI: :class:`gear.training.trainer.GearTrainingModule` (encoders, momentum encoders, feature queues,
+  size for CI: :class:`gear.training.objectives.GearTrainingModule` (encoders, momentum encoders, feature queues,
   ITC with soft targets, fusion pass, decoder, LM loss) in the trainer's precision
   (:class:`gear.training.precision.StepPrecision`, ``--dtype``: bf16 autocast, bf16 weights with float32
-  masters, or fp32), the trainer's AdamW (:func:`gear.training.trainer.build_optimizer`, fused on CUDA and CPU),
+  masters, or fp32), the trainer's AdamW (:func:`gear.training.step.build_optimizer`, fused on CUDA and CPU),
   enqueue, momentum update and temperature clamp, optionally the trainer's ``torch.compile`` of
   the five stacks. One more, untimed step runs under :func:`gear.tools.opcount.count_operators`: the
   operators per step (about one kernel launch each on CUDA), casts and host synchronisations

@@ -1,4 +1,4 @@
-"""The train bench: examples per second and MFU of the trainer's own step (``gear.training.trainer.train_step``)."""
+"""The train bench: examples per second and MFU of the trainer's own step (``gear.training.step.train_step``)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,11 @@ from gear.tools.bench.common import (
 )
 from gear.tools.bench.flops import gear_step_flops
 from gear.tools.opcount import count_operators
+from gear.training.objectives import GearTrainingModule
 from gear.training.precision import StepPrecision
-from gear.training.trainer import (
-    GearTrainingModule,
-    build_optimizer,
-    check_queue_size,
-    read_sections,
-    train_step,
-)
-from gear.training.trainer import compile_stacks as compile_gear_stacks
+from gear.training.settings import check_queue_size, read_sections
+from gear.training.step import build_optimizer, train_step
+from gear.training.step import compile_stacks as compile_gear_stacks
 
 log = logging.getLogger(__name__)
 
