@@ -102,18 +102,20 @@ import random
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from gear.config import ConfigError, load_yaml, validate_config
 from gear.hub import resolve_model
 from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
-from gear.model.modeling import build_from_bert
+from gear.model.modeling import GearModel, LoadReport, build_from_bert
 from gear.training.checkpoints import (
     StateStore,
     publish_epochs,
@@ -135,7 +137,15 @@ from gear.training.distributed import (
 )
 from gear.training.objectives import GearTrainingModule
 from gear.training.precision import StepPrecision, effective_precision
-from gear.training.settings import TRAIN_CONFIG_KEYS, alpha_at, check_queue_size, learning_rate, read_sections
+from gear.training.settings import (
+    TRAIN_CONFIG_KEYS,
+    GearSection,
+    TrainSection,
+    alpha_at,
+    check_queue_size,
+    learning_rate,
+    read_sections,
+)
 from gear.training.step import build_optimizer, compile_stacks, new_parameter_names, train_step
 from gear.training.triples import EpochPlan, ListBatchSampler, TripleCollator, TripleFile
 
@@ -186,6 +196,46 @@ class _Accumulator:
         return cls(**{k: v.to(device) for k, v in state.items()})
 
 
+@dataclass
+class _Run:
+    """One training run: its settings, data, model, optimizer, checkpoint store and progress."""
+
+    cfg: dict
+    variant: str
+    scenario: str
+    train_file: Path
+    out_root: Path
+    gear: GearSection
+    train: TrainSection
+    world: int  # processes
+    rank: int
+    device: torch.device
+    seed: int
+    dataset: TripleFile
+    plan: EpochPlan
+    steps_per_epoch: int
+    total_steps: int
+    stop_at: int  # the step this call stops at (max_steps, else total_steps)
+    model: GearModel
+    tokenizer: Any
+    report: LoadReport
+    training: GearTrainingModule
+    precision: StepPrecision
+    optimizer: torch.optim.Optimizer
+    fingerprint: str
+    store: StateStore
+    kept_epochs: Path  # epoch models of this run, kept under its fingerprint
+    published_epochs: Path  # out_root/epochs
+    verified_epochs: set[Path] = field(default_factory=set)  # kept epoch models checked by this process
+    step: int = 0
+    records: list[dict] = field(default_factory=list)  # the training log so far
+    epoch_acc: _Accumulator | None = None  # the losses of the epoch so far
+
+    @property
+    def state_root(self) -> Path:
+        return self.out_root / "state"
+
+
 def train_gear(
     train_file: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -209,8 +259,70 @@ def train_gear(
     Returns:
         ``out_root/model``.
     """
-    from tqdm.auto import tqdm
+    run = _prepare_run(Path(train_file), Path(out_root), cfg, variant, scenario, max_steps)
+    _discard_stale_outputs(run)
+    _resume(run)
+    if run.train.compile:
+        compile_stacks(run.training)
+    wrapped: nn.Module = run.training
+    if run.world > 1:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(run.training, device_ids=device_ids, **no_buffer_sync())
+    collator = TripleCollator(
+        run.tokenizer,
+        run.gear.max_query_tokens,
+        run.gear.max_document_tokens,
+        run.gear.max_target_tokens,
+        run.model.config.decoder_start_token_id,
+        run.model.config.eos_token_id,
+    )
+    train, accumulation = run.train, run.train.gradient_accumulation
+    window, last_log = _Accumulator.zeros(run.device), time.monotonic()
+    progress = tqdm(
+        total=run.stop_at,
+        initial=run.step,
+        desc=f"train {variant}/{scenario}",
+        disable=run.rank != 0,
+        mininterval=5.0,
+    )
+    wrapped.train()
+    while run.step < run.stop_at:
+        epoch, position = divmod(run.step, run.steps_per_epoch)
+        for micro_batches in _groups(_epoch_loader(run, collator, epoch, position), accumulation):
+            micro_batches = [
+                {k: v.to(run.device, non_blocking=True) for k, v in b.items()} for b in micro_batches
+            ]
+            alpha = alpha_at(run.step, run.steps_per_epoch, train.alpha, train.alpha_ramp_epochs)
+            lr = learning_rate(run.step, run.total_steps, train.optimizer.lr, train.schedule)
+            for stats in train_step(
+                run.training, run.precision, run.optimizer, micro_batches, alpha, lr, wrapped
+            ):
+                run.epoch_acc.add(stats)
+                window.add(stats)
+            run.step += 1
+            progress.update(1)
+            if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
+                _log_progress(run, epoch, lr, alpha, window.means())
+                window, last_log = _Accumulator.zeros(run.device), time.monotonic()
+            epoch_done = run.step % run.steps_per_epoch == 0
+            if epoch_done:
+                _save_epoch(run, run.step // run.steps_per_epoch)
+                run.epoch_acc = _Accumulator.zeros(run.device)
+            if epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at:
+                _save_state(run)
+            if run.step == run.stop_at or epoch_done:
+                break
+    progress.close()
+    final = _write_final_model(run)
+    if is_distributed():
+        dist.barrier()
+    return final
 
+
+def _prepare_run(
+    train_file: Path, out_root: Path, cfg: dict, variant: str, scenario: str, max_steps: int | None
+) -> _Run:
+    """Check the settings, start the process group, index the data, build the model and optimizer."""
     gear_section, train = read_sections(cfg)
     if variant not in train.variants:
         raise ConfigError(f"train.variants: no variant {variant!r}; known: {sorted(train.variants)}")
@@ -218,7 +330,6 @@ def train_gear(
         raise ConfigError(f"train.scenarios: no scenario {scenario!r}; known: {sorted(train.scenarios)}")
     lm_loss = bool(train.variants[variant]["lm_loss"])
     batch_size = int(train.scenarios[scenario]["batch_size"])
-    out_root = Path(out_root)
 
     init_distributed()
     world, this_rank = world_size(), rank()
@@ -236,31 +347,9 @@ def train_gear(
             f"{accumulation} (batch x processes x gradient accumulation)"
         )
     total_steps = steps_per_epoch * train.epochs
-    stop_at = min(total_steps, max_steps) if max_steps else total_steps
     plan = EpochPlan(dataset.byte_lengths, global_batch, steps_per_epoch * accumulation, seed)
 
-    # Model: identical on every process (seeded), then per-process RNG streams for dropout.
-    checkpoint = resolve_model(
-        gear_section.init_checkpoint,
-        cfg.get("model_paths") or {},
-        bool(cfg.get("allow_downloads", False)),
-        (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint),
-    )
-    checkpoint = _local_checkpoint(
-        checkpoint, (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
-    )
-    model, tokenizer, report = build_from_bert(
-        checkpoint,
-        gear_section.decoder_start_token,
-        seed=seed,
-        cross_attention_init=gear_section.cross_attention_init,
-        max_query_tokens=gear_section.max_query_tokens,
-        max_document_tokens=gear_section.max_document_tokens,
-        max_target_tokens=gear_section.max_target_tokens,
-    )
-    model.config.extra["init_checkpoint"] = gear_section.init_checkpoint
-    if this_rank == 0:
-        log.info("GeAR from %s: %s", checkpoint, report.summary())
+    model, tokenizer, report = _initial_model(cfg, gear_section, seed, log_it=this_rank == 0)
     training = GearTrainingModule(model, train, lm_loss).to(device)
     precision = StepPrecision(training, effective_precision(train.precision, device), ("temperature",))
     optimizer = build_optimizer(
@@ -269,7 +358,6 @@ def train_gear(
         device,
         new_parameter_names(report.newly_initialised),
     )
-
     fingerprint = stable_hash(
         {
             "gear": cfg["gear"],
@@ -283,21 +371,76 @@ def train_gear(
         }
     )
     state_root = out_root / "state"
-    store = StateStore(state_root, fingerprint)
-    # Epoch models of this run are kept under its fingerprint; those of another run are discarded.
-    kept_epochs, published_epochs = state_root / f"epochs-{fingerprint}", out_root / "epochs"
-    verified_epochs: set[Path] = set()  # kept epoch models checked (or written) by this process
-    if this_rank == 0:
+    return _Run(
+        cfg=cfg,
+        variant=variant,
+        scenario=scenario,
+        train_file=train_file,
+        out_root=out_root,
+        gear=gear_section,
+        train=train,
+        world=world,
+        rank=this_rank,
+        device=device,
+        seed=seed,
+        dataset=dataset,
+        plan=plan,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        stop_at=min(total_steps, max_steps) if max_steps else total_steps,
+        model=model,
+        tokenizer=tokenizer,
+        report=report,
+        training=training,
+        precision=precision,
+        optimizer=optimizer,
+        fingerprint=fingerprint,
+        store=StateStore(state_root, fingerprint),
+        kept_epochs=state_root / f"epochs-{fingerprint}",
+        published_epochs=out_root / "epochs",
+    )
+
+
+def _initial_model(
+    cfg: dict, gear_section: GearSection, seed: int, log_it: bool
+) -> tuple[GearModel, Any, LoadReport]:
+    """GeAR built from ``gear.init_checkpoint``: identical on every process (seeded)."""
+    revision = (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
+    checkpoint = resolve_model(
+        gear_section.init_checkpoint,
+        cfg.get("model_paths") or {},
+        bool(cfg.get("allow_downloads", False)),
+        revision,
+    )
+    checkpoint = _local_checkpoint(checkpoint, revision)
+    model, tokenizer, report = build_from_bert(
+        checkpoint,
+        gear_section.decoder_start_token,
+        seed=seed,
+        cross_attention_init=gear_section.cross_attention_init,
+        max_query_tokens=gear_section.max_query_tokens,
+        max_document_tokens=gear_section.max_document_tokens,
+        max_target_tokens=gear_section.max_target_tokens,
+    )
+    model.config.extra["init_checkpoint"] = gear_section.init_checkpoint
+    if log_it:
+        log.info("GeAR from %s: %s", checkpoint, report.summary())
+    return model, tokenizer, report
+
+
+def _discard_stale_outputs(run: _Run) -> None:
+    """Remove what a killed process or another run left under ``out_root`` (rank 0), then wait."""
+    if run.rank == 0:
         # A process killed while writing a checkpoint or a model leaves its hidden temporary
         # folder (gear.io.atomic_dir): never read, but as large as a checkpoint. No other process
         # writes under out_root now (Snakemake locks its outputs), so every one of them is stale.
-        remove_unfinished_writes(state_root, (".step_",))
-        remove_unfinished_writes(kept_epochs, (".epoch_",))
-        remove_unfinished_writes(out_root, (".model.", ".epochs."))
-    if this_rank == 0 and state_root.is_dir():
-        store.discard_other_runs()
-        for folder in state_root.glob("epochs-*"):
-            if folder != kept_epochs:
+        remove_unfinished_writes(run.state_root, (".step_",))
+        remove_unfinished_writes(run.kept_epochs, (".epoch_",))
+        remove_unfinished_writes(run.out_root, (".model.", ".epochs."))
+    if run.rank == 0 and run.state_root.is_dir():
+        run.store.discard_other_runs()
+        for folder in run.state_root.glob("epochs-*"):
+            if folder != run.kept_epochs:
                 log.warning(
                     "discarding %s: epoch models of another configuration, data file or training code", folder
                 )
@@ -305,190 +448,163 @@ def train_gear(
     if is_distributed():
         dist.barrier()
 
-    step = 0
-    epoch_acc = _Accumulator.zeros(device)
-    records: list[dict] = []
-    resumed = store.newest()
-    if resumed is not None and resumed[0] >= stop_at:
+
+def _resume(run: _Run) -> None:
+    """Seed this process's RNG streams, and continue from the newest state checkpoint if any."""
+    run.epoch_acc = _Accumulator.zeros(run.device)
+    resumed = run.store.newest()
+    if resumed is not None and resumed[0] >= run.stop_at:
         # The run these states belong to has finished and its outputs are gone (Snakemake
         # deletes them before a forced rerun): resuming would train nothing and republish the
         # old weights. A rerun trains afresh.
-        if this_rank == 0:
+        if run.rank == 0:
             log.info(
-                "%s holds a finished run (step %d of %d): training afresh", state_root, resumed[0], stop_at
+                "%s holds a finished run (step %d of %d): training afresh",
+                run.state_root,
+                resumed[0],
+                run.stop_at,
             )
         resumed = None
-        if world > 1:
+        if run.world > 1:
             dist.barrier()  # every rank has read the store before rank 0 empties it
-        if this_rank == 0:
-            store.clear()
-    torch.manual_seed(seed + this_rank)
-    random.seed(seed + this_rank)
-    np.random.seed((seed + this_rank) % 2**32)  # noqa: NPY002
-    if resumed is not None:
-        step, payload = resumed
-        with precision.fp32_weights():  # the checkpoint holds the float32 masters
-            training.load_state_dict(payload["module"], strict=True)
-        training.queue_ptr = int(payload["queue_ptr"])
-        optimizer.load_state_dict(payload["optimizer"])
-        records = list(payload["log"])
-        per_rank = payload["per_rank"][this_rank]
-        epoch_acc = _Accumulator.from_state(per_rank["epoch_accumulator"], device)
-        set_rng_state(per_rank["rng"])
-        if this_rank == 0:
-            log.info(
-                "resuming from %s at step %d (epoch %d, step %d of %d in the epoch)",
-                state_root / f"step_{step}",
-                step,
-                payload["epoch"],
-                payload["position"],
-                steps_per_epoch,
-            )
-
-    if train.compile:
-        compile_stacks(training)
-    wrapped: nn.Module = training
-    if world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(
-            training, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync()
+        if run.rank == 0:
+            run.store.clear()
+    # Per-process RNG streams (dropout), after the model was built identically on every process.
+    torch.manual_seed(run.seed + run.rank)
+    random.seed(run.seed + run.rank)
+    np.random.seed((run.seed + run.rank) % 2**32)  # noqa: NPY002
+    if resumed is None:
+        return
+    run.step, payload = resumed
+    with run.precision.fp32_weights():  # the checkpoint holds the float32 masters
+        run.training.load_state_dict(payload["module"], strict=True)
+    run.training.queue_ptr = int(payload["queue_ptr"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.records = list(payload["log"])
+    per_rank = payload["per_rank"][run.rank]
+    run.epoch_acc = _Accumulator.from_state(per_rank["epoch_accumulator"], run.device)
+    set_rng_state(per_rank["rng"])
+    if run.rank == 0:
+        log.info(
+            "resuming from %s at step %d (epoch %d, step %d of %d in the epoch)",
+            run.state_root / f"step_{run.step}",
+            run.step,
+            payload["epoch"],
+            payload["position"],
+            run.steps_per_epoch,
         )
 
-    collator = TripleCollator(
-        tokenizer,
-        gear_section.max_query_tokens,
-        gear_section.max_document_tokens,
-        gear_section.max_target_tokens,
-        model.config.decoder_start_token_id,
-        model.config.eos_token_id,
+
+def _epoch_loader(
+    run: _Run, collator: TripleCollator, epoch: int, position: int
+) -> torch.utils.data.DataLoader:
+    """This process's micro-batches of ``epoch`` from optimizer step ``position`` of it on."""
+    accumulation = run.train.gradient_accumulation
+    return torch.utils.data.DataLoader(
+        run.dataset,
+        batch_sampler=ListBatchSampler(
+            run.plan.rank_batches(epoch, run.rank, run.world, position * accumulation)
+        ),
+        collate_fn=collator,
+        num_workers=run.train.num_workers,
+        pin_memory=run.device.type == "cuda",
+        generator=torch.Generator(),  # iterators draw their seed here, not from the global RNG
     )
 
-    def save_state() -> None:
-        per_rank = gather_objects({"rng": rng_state(), "epoch_accumulator": epoch_acc.state()})
-        if this_rank == 0:
-            epoch, position = divmod(step, steps_per_epoch)
-            with precision.fp32_weights():
-                module_state = training.state_dict()
-            store.save(
-                step,
-                {
-                    "module": module_state,
-                    "queue_ptr": training.queue_ptr,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": {"step": step, "total_steps": total_steps},
-                    "step": step,
-                    "epoch": epoch,
-                    "position": position,
-                    "per_rank": per_rank,
-                    "log": records,
+
+def _log_progress(run: _Run, epoch: int, lr: float, alpha: float, means: dict[str, float]) -> None:
+    """One line of the log (and one record of ``train_log.jsonl``): the losses since the last one."""
+    record = {
+        "event": "log",
+        "step": run.step,
+        "epoch": epoch + 1,
+        "lr": lr,
+        "alpha": alpha,
+        "temperature": float(run.training.temperature.detach()),
+        **means,
+    }
+    run.records.append(record)
+    log.info(
+        "step %d/%d lr %.3g alpha %.3f temp %.4f %s",
+        run.step,
+        run.stop_at,
+        lr,
+        alpha,
+        record["temperature"],
+        _format(means),
+    )
+
+
+def _save_state(run: _Run) -> None:
+    """A state checkpoint of every process's state at ``run.step`` (written by rank 0)."""
+    per_rank = gather_objects({"rng": rng_state(), "epoch_accumulator": run.epoch_acc.state()})
+    if run.rank != 0:
+        return
+    epoch, position = divmod(run.step, run.steps_per_epoch)
+    with run.precision.fp32_weights():
+        module_state = run.training.state_dict()
+    run.store.save(
+        run.step,
+        {
+            "module": module_state,
+            "queue_ptr": run.training.queue_ptr,
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": {"step": run.step, "total_steps": run.total_steps},
+            "step": run.step,
+            "epoch": epoch,
+            "position": position,
+            "per_rank": per_rank,
+            "log": run.records,
+        },
+    )
+
+
+def _save_epoch(run: _Run, epoch: int) -> None:
+    """The model at the end of ``epoch``, kept and published to ``out_root/epochs``; the epoch's losses."""
+    means = run.epoch_acc.means(reduce=True)
+    if run.rank != 0:
+        return
+    folder = run.kept_epochs / f"epoch_{epoch}"
+    if not folder.is_dir():
+        with atomic_dir(folder) as tmp, run.precision.fp32_weights():
+            run.model.save_pretrained(tmp, run.tokenizer)
+            write_epoch_manifest(tmp)
+        run.verified_epochs.add(folder)
+    publish_epochs(run.kept_epochs, run.published_epochs, run.verified_epochs)
+    run.records.append({"event": "epoch", "epoch": epoch, "step": run.step, **means})
+    log.info("epoch %d done (step %d): %s", epoch, run.step, _format(means))
+
+
+def _write_final_model(run: _Run) -> Path:
+    """``out_root/model``: the weights, both configs, the load report and the training log (rank 0)."""
+    final = run.out_root / "model"
+    if run.rank != 0:
+        return final
+    publish_epochs(run.kept_epochs, run.published_epochs, run.verified_epochs)
+    with atomic_dir(final) as tmp, run.precision.fp32_weights():
+        run.model.save_pretrained(tmp, run.tokenizer)
+        write_json(tmp / "gear_config.json", run.cfg["gear"])
+        write_json(
+            tmp / "train_config.json",
+            {
+                "variant": run.variant,
+                "scenario": run.scenario,
+                "train_file": str(run.train_file),
+                "data": run.dataset.fingerprint(),
+                "code": training_code_fingerprint(),
+                "world_size": run.world,
+                "steps": run.step,
+                "total_steps": run.total_steps,
+                "steps_per_epoch": run.steps_per_epoch,
+                "config": {k: run.cfg[k] for k in TRAIN_CONFIG_KEYS if k in run.cfg},
+                "load_report": {
+                    "newly_initialised": run.report.newly_initialised,
+                    "unused": run.report.unused,
                 },
-            )
-
-    def save_epoch(epoch: int) -> None:
-        means = epoch_acc.means(reduce=True)
-        if this_rank == 0:
-            if not (kept_epochs / f"epoch_{epoch}").is_dir():
-                with atomic_dir(kept_epochs / f"epoch_{epoch}") as tmp, precision.fp32_weights():
-                    model.save_pretrained(tmp, tokenizer)
-                    write_epoch_manifest(tmp)
-                verified_epochs.add(kept_epochs / f"epoch_{epoch}")
-            publish_epochs(kept_epochs, published_epochs, verified_epochs)
-            record = {"event": "epoch", "epoch": epoch, "step": step, **means}
-            records.append(record)
-            log.info("epoch %d done (step %d): %s", epoch, step, _format(means))
-
-    window = _Accumulator.zeros(device)
-    last_log = time.monotonic()
-    progress = tqdm(
-        total=stop_at,
-        initial=step,
-        desc=f"train {variant}/{scenario}",
-        disable=this_rank != 0,
-        mininterval=5.0,
-    )
-    wrapped.train()
-    while step < stop_at:
-        epoch, position = divmod(step, steps_per_epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=ListBatchSampler(
-                plan.rank_batches(epoch, this_rank, world, position * accumulation)
-            ),
-            collate_fn=collator,
-            num_workers=train.num_workers,
-            pin_memory=device.type == "cuda",
-            generator=torch.Generator(),  # iterators draw their seed here, not from the global RNG
+            },
         )
-        for micro_batches in _groups(loader, accumulation):
-            micro_batches = [
-                {k: v.to(device, non_blocking=True) for k, v in b.items()} for b in micro_batches
-            ]
-            alpha = alpha_at(step, steps_per_epoch, train.alpha, train.alpha_ramp_epochs)
-            current_lr = learning_rate(step, total_steps, train.optimizer.lr, train.schedule)
-            for stats in train_step(
-                training, precision, optimizer, micro_batches, alpha, current_lr, wrapped
-            ):
-                epoch_acc.add(stats)
-                window.add(stats)
-            step += 1
-            progress.update(1)
-            if this_rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
-                means = window.means()
-                record = {
-                    "event": "log",
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "lr": current_lr,
-                    "alpha": alpha,
-                    "temperature": float(training.temperature.detach()),
-                    **means,
-                }
-                records.append(record)
-                log.info(
-                    "step %d/%d lr %.3g alpha %.3f temp %.4f %s",
-                    step,
-                    stop_at,
-                    current_lr,
-                    alpha,
-                    record["temperature"],
-                    _format(means),
-                )
-                window, last_log = _Accumulator.zeros(device), time.monotonic()
-            epoch_done = step % steps_per_epoch == 0
-            if epoch_done:
-                save_epoch(step // steps_per_epoch)
-                epoch_acc = _Accumulator.zeros(device)
-            if epoch_done or step % train.checkpoint_every_steps == 0 or step == stop_at:
-                save_state()
-            if step == stop_at or epoch_done:
-                break
-    progress.close()
-
-    final = out_root / "model"
-    if this_rank == 0:
-        publish_epochs(kept_epochs, published_epochs, verified_epochs)
-        with atomic_dir(final) as tmp, precision.fp32_weights():
-            model.save_pretrained(tmp, tokenizer)
-            write_json(tmp / "gear_config.json", cfg["gear"])
-            write_json(
-                tmp / "train_config.json",
-                {
-                    "variant": variant,
-                    "scenario": scenario,
-                    "train_file": str(train_file),
-                    "data": dataset.fingerprint(),
-                    "code": training_code_fingerprint(),
-                    "world_size": world,
-                    "steps": step,
-                    "total_steps": total_steps,
-                    "steps_per_epoch": steps_per_epoch,
-                    "config": {k: cfg[k] for k in TRAIN_CONFIG_KEYS if k in cfg},
-                    "load_report": {"newly_initialised": report.newly_initialised, "unused": report.unused},
-                },
-            )
-            write_jsonl(tmp / "train_log.jsonl", records)
-        log.info("model written to %s after %d steps", final, step)
-    if is_distributed():
-        dist.barrier()
+        write_jsonl(tmp / "train_log.jsonl", run.records)
+    log.info("model written to %s after %d steps", final, run.step)
     return final
 
 
