@@ -26,13 +26,9 @@ from gear.report.pages import (
     report_gear,
     report_targets,
 )
-from gear.report.tables import (
-    PAPER_NUMBERS,
-    TASK_OF_TABLE,
-    task_inputs,
-    task_metric_names,
-    task_models,
-)
+from gear.report.tables.jobs import task_inputs, task_metric_names, task_models
+from gear.report.tables.paper import PAPER_NUMBERS
+from gear.report.tables.text import TASK_OF_TABLE
 
 P = L.reports
 FIGURE_DPI = 200
