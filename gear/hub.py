@@ -13,6 +13,9 @@ of the config's ``model_paths`` mapping. :func:`resolve_model` turns it into a p
 
 Anything else raises :class:`ModelUnavailableError` naming the model and the fixes, before any
 work starts: the Snakefile resolves every model a run needs while it plans the DAG.
+
+:func:`default_device` is the suite's one device picker (a training process under ``torchrun``
+takes its own GPU, ``gear.training.distributed.select_device``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ import os
 from pathlib import Path
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"``: where a model runs unless told otherwise."""
+    import torch  # here, not at the top: the workflow plans with this module and needs no torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ModelUnavailableError(RuntimeError):

@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
-from gear.hub import resolve_model
+from gear.hub import default_device, resolve_model
 from gear.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ class TransformersBackend(RewriteBackend):
 
         self.cfg = cfg
         self.identity = f"transformers:{cfg.model}:t={cfg.temperature}:max={cfg.max_new_tokens}"
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"  # generation continues the right end of every row
         if self.tokenizer.pad_token is None:

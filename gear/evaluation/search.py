@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gear.encoding import TextEncoder
+from gear.hub import default_device
 from gear.io import DataFormatError, atomic_open, read_json, write_json
 
 if TYPE_CHECKING:
@@ -397,7 +398,7 @@ def _torch_device(name: str | None) -> str:
     """The torch backend's device: ``name``, or CUDA when torch sees it, else the CPU."""
     import torch
 
-    device = torch.device(name if name is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(name if name is not None else default_device())
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from gear.encoding import TextEncoder, length_sorted_order
+from gear.hub import default_device
 from gear.io import file_sha256
 from gear.model.modeling import WEIGHTS_NAME, GearModel
 from gear.model.tokens import (
@@ -30,12 +31,6 @@ from gear.model.tokens import (
 )
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -44,7 +39,9 @@ def load_gear(model_dir: str | Path, device: str | None = None) -> tuple[GearMod
     """Load a saved GeAR folder (model in eval mode on ``device``, default CUDA when present) and its tokenizer."""
     from transformers import AutoTokenizer
 
-    model = GearModel.from_pretrained(model_dir, device=_device(device))
+    model = GearModel.from_pretrained(
+        model_dir, device=torch.device(device if device is not None else default_device())
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
     start = model.config.extra.get("decoder_start_token", "[DEC]")
     if tokenizer.convert_tokens_to_ids(start) != model.config.decoder_start_token_id:

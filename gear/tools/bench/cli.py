@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from gear.config import load_config
-from gear.hub import resolve_model
+from gear.hub import default_device, resolve_model
 from gear.io import write_json
 from gear.tools.bench.common import (
     DEFAULT_CONFIG,
@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def default_train_batch(size: str, device: torch.device, document_tokens: int) -> int:
     """The targets' batches on a GPU (128 at <= 256 tokens, 64 above); 4 on a CPU at base size."""
     if size == "base" and device.type == "cuda":
@@ -352,7 +348,7 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-    device = torch.device(args.device or _default_device())
+    device = torch.device(args.device or default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device (CPU-only torch build or no GPU)")
     dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
