@@ -31,13 +31,10 @@ from pathlib import Path
 from baselines.registry import build_encoder, load_registry
 from data_prep.squad import build_squad
 from gear.config import REPO_ROOT, load_config
-from gear.evaluation.evaluate import (
-    BiEncoderUnitScorer,
-    EvalDataset,
-    EvaluateSettings,
-    evaluate_localization,
-    evaluate_retrieval,
-)
+from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
+from gear.evaluation.retrieval import evaluate_retrieval
+from gear.evaluation.settings import EvaluateSettings
 from gear.io import write_json
 from gear.layout import Layout
 from gear.logs import setup_logging

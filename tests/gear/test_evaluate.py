@@ -10,18 +10,15 @@ import numpy as np
 import pytest
 
 from gear.config import REPO_ROOT, ConfigError, load_config
-from gear.evaluation.evaluate import (
-    BiEncoderUnitScorer,
-    EvalDataset,
-    EvaluateSettings,
-    epoch_dirs,
-    evaluate_generation,
-    evaluate_localization,
-    evaluate_retrieval,
-    run_model,
-)
+from gear.evaluation.analyses import epoch_dirs
+from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.evaluate import run_model
+from gear.evaluation.generation import evaluate_generation
+from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
 from gear.evaluation.metrics import bootstrap_ci, bootstrap_indices, exact_match, token_f1
+from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.search import read_run
+from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
 from gear.workflow.evaluation_plan import EvaluationPlan, evaluation_targets, job_config, model_job_outputs
@@ -367,7 +364,9 @@ def _gear(folder):
 
 @pytest.mark.slow
 def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings, gear_folders, single_thread):
-    from gear.evaluation.evaluate import GearGenerator, GearUnitScorer, layer_analysis
+    from gear.evaluation.analyses import layer_analysis
+    from gear.evaluation.generation import GearGenerator
+    from gear.evaluation.localization import GearUnitScorer
     from gear.evaluation.metrics import break_ties_at_random, localization_metrics
     from gear.inference import LocalizationConfig, localize_units
 
@@ -426,7 +425,9 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
 def test_epoch_analysis_evaluates_every_checkpoint(
     tmp_path, squad, gear_settings, gear_folders, single_thread
 ):
-    from gear.evaluation.evaluate import GearGenerator, GearUnitScorer, epoch_analysis
+    from gear.evaluation.analyses import epoch_analysis
+    from gear.evaluation.generation import GearGenerator
+    from gear.evaluation.localization import GearUnitScorer
 
     epochs_root = gear_folders["epoch_1"].parent
     localization = _gear(gear_folders["epoch_1"])[2]

@@ -78,7 +78,7 @@ def _load_queries(tmp: Path, content: bytes) -> Callable:
 
 
 def _eval_set(tmp: Path, corpus: bytes, queries: bytes, name: str = "squad") -> Callable:
-    from gear.evaluation.evaluate import EvalDataset
+    from gear.evaluation.dataset import EvalDataset
 
     (tmp / "corpus.jsonl").write_bytes(corpus)
     (tmp / "queries.jsonl").write_bytes(queries)
@@ -212,7 +212,7 @@ def _load_config_file(tmp: Path, text: str | None) -> Callable:
 
 
 def _evaluate_settings(cfg: dict) -> Callable:
-    from gear.evaluation.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     section = copy.deepcopy(cfg["evaluate"])
     section["retrieval"] = {"depth": 20, "k": 50}
@@ -484,7 +484,7 @@ def test_bad_input_fails_clearly(name, tmp_path, mini_config):
 def test_documented_skips_are_counted(tmp_path, mini_config):
     from data_prep.dpr import build_dpr
     from data_prep.squad import build_squad
-    from gear.evaluation.evaluate import EvalDataset, localization_sample
+    from gear.evaluation.dataset import EvalDataset, localization_sample
 
     data = {
         "version": "2.0",

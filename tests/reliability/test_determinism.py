@@ -40,7 +40,7 @@ def weight_bytes(model_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture()
 def settings(mini_config):
-    from gear.evaluation.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     return EvaluateSettings.from_config(mini_config["evaluate"])
 
@@ -90,12 +90,9 @@ def test_building_a_test_set_twice_gives_identical_files(tmp_path, mini_config):
 def test_evaluation_twice_gives_identical_metrics(tmp_path, mini_config, settings):
     from baselines.registry import build_encoder, load_registry
     from gear.config import REPO_ROOT
-    from gear.evaluation.evaluate import (
-        BiEncoderUnitScorer,
-        EvalDataset,
-        evaluate_localization,
-        evaluate_retrieval,
-    )
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.evaluation.search import SearchSettings
     from gear.layout import Layout
 
@@ -154,7 +151,8 @@ def test_evaluation_twice_gives_identical_metrics(tmp_path, mini_config, setting
 def test_training_twice_gives_identical_weights_and_metrics(
     tmp_path, mini_config, tiny_bert_path, settings, cpu_only
 ):
-    from gear.evaluation.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
     from gear.training.trainer import train_gear
 
@@ -189,7 +187,8 @@ def test_gpu_nondeterminism_is_measured(tmp_path, mini_config, minilm_path, sett
     """Two identical GPU runs: MiniLM-initialised GeAR, 24 steps of batch 8, bf16 autocast."""
     from safetensors.torch import load_file
 
-    from gear.evaluation.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
     from gear.training.trainer import train_gear
     from tests.gear.conftest import PASSAGES

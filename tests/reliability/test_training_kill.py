@@ -115,7 +115,8 @@ def checkpoints(state: Path) -> dict[int, bool]:
 
 
 def retrieval_metrics(model_dir: Path, corpus: Path, queries: Path, settings, out_json: Path) -> dict:
-    from gear.evaluation.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
 
     data = EvalDataset.load("squad", corpus, queries)
@@ -126,7 +127,7 @@ def retrieval_metrics(model_dir: Path, corpus: Path, queries: Path, settings, ou
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_bert_path, _mini_config):
     """The uninterrupted reference run (same command, same CPU thread count), and its metrics."""
-    from gear.evaluation.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     root = tmp_path_factory.mktemp("kill")
     triples = write_triples(root / "triples.jsonl")
