@@ -1,7 +1,7 @@
 """Evaluation: exact search, metrics, the retrieval / localization / generation evaluators, analyses.
 
-- :mod:`gear.evaluation.search`: embeddings encoded once into a cache, exact top-k search (FAISS
-  or torch), TREC run files.
+- :mod:`gear.evaluation.embeddings`: a corpus encoded once into a float16 cache on disk.
+- :mod:`gear.evaluation.search`: exact top-k search over that cache (FAISS or torch), TREC run files.
 - :mod:`gear.evaluation.metrics`: every metric as one function, and the bootstrap.
 - :mod:`gear.evaluation.retrieval`, :mod:`~gear.evaluation.localization`,
   :mod:`~gear.evaluation.generation`: the evaluators, each writing one results JSON

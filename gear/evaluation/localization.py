@@ -12,6 +12,7 @@ import numpy as np
 
 from gear.encoding import TextEncoder
 from gear.evaluation.dataset import EvalDataset, localization_sample
+from gear.evaluation.embeddings import encode_texts
 from gear.evaluation.metrics import (
     break_ties_at_random,
     localization_metrics,
@@ -19,7 +20,6 @@ from gear.evaluation.metrics import (
     summarize,
 )
 from gear.evaluation.results import build_result, format_metrics, result_provenance
-from gear.evaluation.search import encode_texts
 from gear.evaluation.settings import EvaluateSettings
 from gear.inference import localize_units
 from gear.io import write_json

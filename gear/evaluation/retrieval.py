@@ -8,11 +8,12 @@ from pathlib import Path
 
 from gear.encoding import TextEncoder
 from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.embeddings import encode_texts
 from gear.evaluation.metrics import (
     retrieval_metrics,
 )
 from gear.evaluation.results import build_result, format_metrics, result_provenance
-from gear.evaluation.search import SearchSettings, encode_texts, search, write_run
+from gear.evaluation.search import SearchSettings, search, write_run
 from gear.evaluation.settings import EvaluateSettings
 from gear.io import write_json
 

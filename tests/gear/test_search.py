@@ -12,19 +12,8 @@ import torch
 
 from gear.encoding import TextEncoder, l2_normalise
 from gear.evaluation import search as search_module
-from gear.evaluation.search import (
-    MANIFEST,
-    EmbeddingStore,
-    SearchBackend,
-    SearchSettings,
-    cache_dir_for,
-    encode_texts,
-    read_run,
-    resolve_backend,
-    search,
-    texts_hash,
-    write_run,
-)
+from gear.evaluation.embeddings import MANIFEST, EmbeddingStore, cache_dir_for, encode_texts, texts_hash
+from gear.evaluation.search import SearchBackend, SearchSettings, read_run, resolve_backend, search, write_run
 
 
 class MiniLMEncoder(TextEncoder):

@@ -156,7 +156,7 @@ def _run_file(tmp: Path) -> Callable:
 
 
 def _encode_nothing(tmp: Path) -> Callable:
-    from gear.evaluation.search import encode_texts
+    from gear.evaluation.embeddings import encode_texts
 
     return lambda: encode_texts(NumberedEncoder(), [], tmp / "cache")
 

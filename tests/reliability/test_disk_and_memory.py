@@ -57,7 +57,7 @@ elif case == "build_squad":
     def run():
         build_squad(folder / "squad.json", folder / "squad", data_cfg)
 elif case == "embedding_cache":
-    from gear.evaluation.search import encode_texts
+    from gear.evaluation.embeddings import encode_texts
 
     def run():
         encode_texts(NumberedEncoder(), [f"passage {i}" for i in range(4000)], folder / "cache", shard_size=2000)
@@ -200,7 +200,7 @@ def small_disk(tmp_path):
 
 
 def test_full_tmpfs_then_freed_space_resumes_the_embedding_cache(small_disk, tmp_path):
-    from gear.evaluation.search import MANIFEST, EmbeddingStore, encode_texts
+    from gear.evaluation.embeddings import MANIFEST, EmbeddingStore, encode_texts
     from gear.io import DiskFullError
 
     texts = [f"passage {i}" for i in range(5000)]  # 5 shards of 1000 x 256 float16: 0.5 MiB each
@@ -239,7 +239,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from gear.evaluation.search import SearchSettings, encode_texts, search
+from gear.evaluation.embeddings import encode_texts
+from gear.evaluation.search import SearchSettings, search
 from tests.reliability.conftest import NumberedEncoder
 
 N, DIM, SHARD, BUDGET_MB = 300_000, 128, 20_000, 48

@@ -14,7 +14,7 @@ Every figure comes from the code the workflow runs, not from a toy re-implementa
   go into ``details.operators_per_step``. Input:
   random token ids of fixed lengths (query 32, target 32 tokens; document 192 for QAR-like, 512
   for RIR-like input), no padding, as in the plain-PyTorch baseline of PERF-NOTES.md.
-- **encode**: documents through :func:`gear.evaluation.search.encode_texts` and
+- **encode**: documents through :func:`gear.evaluation.embeddings.encode_texts` and
   :class:`gear.inference.GearEncoder`'s batching (length-sorted, padded to multiples of 16,
   bf16 autocast on CUDA, fp32 on CPU), with the model built in memory instead of loaded from a
   folder. Texts: a realistic length mix, documents drawn from the normalised corpora of the

@@ -19,7 +19,7 @@ from data_prep.rir.preprocess import preprocess_wikipedia
 from data_prep.squad import build_squad
 from gear.config import REPO_ROOT, load_config
 from gear.encoding import length_sorted_order
-from gear.evaluation.search import encode_texts as encode_corpus
+from gear.evaluation.embeddings import encode_texts as encode_corpus
 from gear.inference import GearEncoder
 from gear.model.modeling import GearModel
 from gear.model.tokens import DOCUMENT_PAD_MULTIPLE, encode_texts
@@ -177,7 +177,7 @@ def bench_encode(
         mix: documents drawn per data set (reported).
 
     Returns:
-        two results: ``encode (end to end)`` through :func:`gear.evaluation.search.encode_texts` (tokenising
+        two results: ``encode (end to end)`` through :func:`gear.evaluation.embeddings.encode_texts` (tokenising
         included) and ``encode (model only)`` on the same batches pre-tokenised.
     """
 
