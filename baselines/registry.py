@@ -31,7 +31,7 @@ from pathlib import Path
 
 from baselines.adapters import ADAPTERS, EncoderSpec
 from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
-from gear.hub import ModelUnavailableError, downloads_possible, resolve_model
+from gear.hub import local_model_folder, resolve_model
 from gear.io import read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
@@ -39,19 +39,6 @@ PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
 TRAINED_KINDS = ("sbert_rt", "bge_rt", "gear")
 #: the rule that trains each trained kind (named in the error when its model is missing)
 TRAINING_RULES = {"sbert_rt": "train_sbert_rt", "bge_rt": "train_bge_rt", "gear": "train_gear"}
-#: hub files never needed to run a PyTorch encoder (other frameworks' weights, exports)
-DOWNLOAD_IGNORE = (
-    "*.onnx",
-    "onnx/*",
-    "openvino/*",
-    "*.h5",
-    "*.msgpack",
-    "*.ot",
-    "coreml/*",
-    "tf_model*",
-    "flax_model*",
-    "rust_model*",
-)
 
 
 @dataclass(frozen=True)
@@ -114,25 +101,6 @@ def select_models(
                     f"{known}; add it there (its losses) or use one of those"
                 )
     return chosen
-
-
-def local_model_folder(model: str, revision: str | None = None) -> str:
-    """A local folder holding ``model`` (a path, or a hub id fetched at ``revision``).
-
-    :func:`gear.hub.resolve_model` returns a hub id only where the run allows downloads; this
-    fetches it once into the Hugging Face cache at the pinned revision, so that every loader
-    (including FlagEmbedding's, which takes no revision) reads exactly that revision.
-
-    Raises:
-        ModelUnavailableError: ``model`` is no folder and the hub is off (``HF_HUB_OFFLINE``).
-    """
-    if Path(model).is_dir():
-        return model
-    if not downloads_possible(True):
-        raise ModelUnavailableError(f"model {model!r} is no local folder and HF_HUB_OFFLINE is set")
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(model, revision=revision, ignore_patterns=list(DOWNLOAD_IGNORE))
 
 
 def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -> str:

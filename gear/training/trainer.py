@@ -113,7 +113,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gear.config import ConfigError, load_yaml, validate_config
-from gear.hub import resolve_model
+from gear.hub import local_model_folder, resolve_model
 from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
 from gear.training.checkpoints import (
@@ -621,16 +621,10 @@ def _format(means: dict[str, float]) -> str:
 
 def _local_checkpoint(name_or_path: str, revision: str | None) -> str:
     """A local folder for a resolved checkpoint (a hub id is downloaded, which resolve_model allowed)."""
-    if Path(name_or_path).is_dir():
-        return name_or_path
-    from huggingface_hub import snapshot_download
-
-    folder = snapshot_download(
-        name_or_path, revision=revision, allow_patterns=["*.json", "*.txt", "*.safetensors"]
-    )
+    folder = local_model_folder(name_or_path, revision, allow_patterns=["*.json", "*.txt", "*.safetensors"])
     if not (Path(folder) / "model.safetensors").is_file():  # an older checkpoint: PyTorch weights only
-        folder = snapshot_download(
-            name_or_path, revision=revision, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"]
+        folder = local_model_folder(
+            name_or_path, revision, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"]
         )
     return folder
 
