@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from gear.encoding import TextEncoder, l2_normalise, length_sorted_order
+from gear.hub import default_device
 from gear.io import stable_hash
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,6 @@ class EncoderSpec:
     query_prefix: str
     document_prefix: str
     max_length: int
-
-
-def default_device() -> str:
-    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def weights_signature(path: str | Path) -> list[tuple[str, int, int]]:

@@ -29,27 +29,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baselines.adapters import ADAPTERS, EncoderSpec
 from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
-from gear.hub import ModelUnavailableError, downloads_possible, resolve_model
+from gear.hub import local_model_folder, resolve_model
+from gear.io import read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
 TRAINED_KINDS = ("sbert_rt", "bge_rt", "gear")
 #: the rule that trains each trained kind (named in the error when its model is missing)
 TRAINING_RULES = {"sbert_rt": "train_sbert_rt", "bge_rt": "train_bge_rt", "gear": "train_gear"}
-#: hub files never needed to run a PyTorch encoder (other frameworks' weights, exports)
-DOWNLOAD_IGNORE = (
-    "*.onnx",
-    "onnx/*",
-    "openvino/*",
-    "*.h5",
-    "*.msgpack",
-    "*.ot",
-    "coreml/*",
-    "tf_model*",
-    "flax_model*",
-    "rust_model*",
-)
 
 
 @dataclass(frozen=True)
@@ -114,31 +103,12 @@ def select_models(
     return chosen
 
 
-def local_model_folder(model: str, revision: str | None = None) -> str:
-    """A local folder holding ``model`` (a path, or a hub id fetched at ``revision``).
-
-    :func:`gear.hub.resolve_model` returns a hub id only where the run allows downloads; this
-    fetches it once into the Hugging Face cache at the pinned revision, so that every loader
-    (including FlagEmbedding's, which takes no revision) reads exactly that revision.
-
-    Raises:
-        ModelUnavailableError: ``model`` is no folder and the hub is off (``HF_HUB_OFFLINE``).
-    """
-    if Path(model).is_dir():
-        return model
-    if not downloads_possible(True):
-        raise ModelUnavailableError(f"model {model!r} is no local folder and HF_HUB_OFFLINE is set")
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(model, revision=revision, ignore_patterns=list(DOWNLOAD_IGNORE))
-
-
 def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -> str:
     """Where ``baselines.start_checkpoint`` is (a folder, or the hub id where downloads are allowed).
 
     Args:
         cfg: the validated run configuration.
-        resolved: models the run resolved while planning (``gear.plan.check_models``), if any.
+        resolved: models the run resolved while planning (``gear.workflow.plan.check_models``), if any.
     """
     name = cfg["baselines"]["start_checkpoint"]
     if resolved and name in resolved:
@@ -157,8 +127,6 @@ def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
 
 def _check_trained_pooling(entry: ModelEntry, folder: Path) -> None:
     """A retrained model records how it pooled in training; the entry must pool the same way."""
-    from gear.io import read_json
-
     record = folder / "train_config.json"
     if not record.is_file():
         return
@@ -177,8 +145,6 @@ def encoder_spec(entry: ModelEntry, cfg: dict, scenario: str, layout):
         ModelUnavailableError: a pretrained model cannot be had on this machine.
         FileNotFoundError: a retrained model has not been trained yet (names the rule).
     """
-    from baselines.adapters import EncoderSpec
-
     if entry.kind in PRETRAINED_KINDS:
         resolved = resolve_model(entry.model, cfg["model_paths"], cfg["allow_downloads"], entry.revision)
         folder, revision = local_model_folder(resolved, entry.revision), entry.revision
@@ -227,6 +193,5 @@ def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: s
         from gear.inference import GearEncoder
 
         return GearEncoder(folder, name=entry.name, device=device)
-    from baselines.adapters import ADAPTERS
 
     return ADAPTERS[entry.kind](encoder_spec(entry, cfg, scenario, layout), device=device)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from baselines.retrain_sbert import last_checkpoint, read_triples
 from gear.config import ConfigError, dataclass_from_mapping
+from gear.hub import default_device
 from gear.io import atomic_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -204,13 +205,12 @@ def retrain_bge(
     Returns:
         ``out_dir``.
     """
-    import torch
 
     cfg = dataclass_from_mapping(BgeRTConfig, bge_cfg, "baselines.bge_rt")
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir.parent / f".{out_dir.name}.work"
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     if device == "cpu" and cfg.nproc_per_node > 1:
         raise ConfigError(
             "baselines.bge_rt.nproc_per_node > 1 needs one GPU per process; this run is on the CPU"

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gear.config import dataclass_from_mapping
+from gear.hub import default_device
 from gear.io import DataFormatError, atomic_dir, iter_jsonl, require_fields, write_json
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,6 @@ def retrain_sbert(
     Returns:
         ``out_dir``.
     """
-    import torch
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -163,7 +163,7 @@ def retrain_sbert(
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir.parent / f".{out_dir.name}.work"
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     queries, documents = read_triples(train_file)
     log.info(
         "SBERT_RT: %d triples from %s, start %s, device %s",

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from data_prep.rir.preprocess import preprocess_wikipedia
 from gear.config import REPO_ROOT, load_config
 
 DEFAULT_SOURCE = REPO_ROOT / "data_prep" / "mini" / "wikipedia" / "enwiki-mini.jsonl"
@@ -58,8 +59,6 @@ def peak_rss_mb() -> dict[str, float]:
 
 def run(documents: int, workers: int, config: Path, source: Path, keep: Path | None = None) -> dict:
     """Generate the dump, pre-process it, and return the measurements."""
-    from data_prep.rir.preprocess import preprocess_wikipedia
-
     data = load_config(config)["data"]
     with tempfile.TemporaryDirectory(prefix="bench_preprocess.") as tmp:
         folder = Path(tmp)

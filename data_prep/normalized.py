@@ -45,7 +45,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from gear.io import DataFormatError, disk_full_error, iter_jsonl, parse_jsonl_lines, write_json
+from gear.hub import resolve_model
+from gear.io import (
+    DataFormatError,
+    disk_full_error,
+    iter_jsonl,
+    parse_jsonl_lines,
+    require_fields,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +328,6 @@ def load_token_counter(
     Raises:
         gear.hub.ModelUnavailableError: the tokenizer cannot be had offline.
     """
-    from gear.hub import resolve_model
-
     return TokenCounter(load_tokenizer_from(resolve_model(name, model_paths, allow_downloads)))
 
 
@@ -449,8 +455,6 @@ def load_corpus(path: str | os.PathLike) -> list[Document]:
     Raises:
         DataFormatError: malformed line, missing or wrongly typed field, bad unit span, duplicate id.
     """
-    from gear.io import require_fields
-
     path = Path(path)
     documents, seen = [], {}
     for line, obj in iter_jsonl(path):
@@ -472,8 +476,6 @@ def load_queries(path: str | os.PathLike) -> list[Query]:
     Raises:
         DataFormatError: malformed line, missing or wrongly typed field, duplicate id.
     """
-    from gear.io import require_fields
-
     path = Path(path)
     queries, seen = [], {}
     for line, obj in iter_jsonl(path):

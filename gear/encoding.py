@@ -3,7 +3,7 @@
 A model compared in the suite is a :class:`TextEncoder`: it maps query texts and document texts
 to L2-normalised float32 vectors, and says what identifies its vectors (``fingerprint``) so that
 a corpus is encoded once per model and cached. Pretrained and retrained baselines
-(``baselines/adapters.py``) and GeAR's bi-encoder (``gear/inference.py``) all implement it; the
+(``baselines/adapters.py``) and GeAR's bi-encoder (``gear/inference/``) all implement it; the
 same objects can be handed to mteb (``baselines/mteb_task.py``).
 
 Adding a model kind is one subclass here plus one registry entry in ``config/baselines.yaml``.

@@ -13,14 +13,38 @@ of the config's ``model_paths`` mapping. :func:`resolve_model` turns it into a p
 
 Anything else raises :class:`ModelUnavailableError` naming the model and the fixes, before any
 work starts: the Snakefile resolves every model a run needs while it plans the DAG.
+
+:func:`default_device` is the suite's one device picker (a training process under ``torchrun``
+takes its own GPU, ``gear.training.distributed.select_device``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+#: hub files never needed to run a PyTorch encoder (other frameworks' weights, exports)
+DOWNLOAD_IGNORE = (
+    "*.onnx",
+    "onnx/*",
+    "openvino/*",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "coreml/*",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+)
+
+
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"``: where a model runs unless told otherwise."""
+    import torch  # here, not at the top: the workflow plans with this module and needs no torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -118,3 +142,32 @@ def resolve_model(
         f"(huggingface-cli download {name}{' --revision ' + revision if revision else ''}){hint}, or "
         f"by setting allow_downloads: true where the hub is reachable."
     )
+
+
+def local_model_folder(
+    model: str, revision: str | None = None, allow_patterns: Sequence[str] | None = None
+) -> str:
+    """A local folder holding ``model`` (a path, or a hub id fetched at ``revision``).
+
+    :func:`resolve_model` returns a hub id only where the run allows downloads; this fetches it
+    once into the Hugging Face cache at the pinned revision, so that every loader (including
+    FlagEmbedding's, which takes no revision) reads exactly that revision. The suite's one
+    mapping from a hub id to a folder: the baselines and GeAR's trainer both use it.
+
+    Args:
+        model: a local folder or a hub id.
+        revision: the hub revision to fetch (None: the default branch).
+        allow_patterns: fetch only these files (default: all but :data:`DOWNLOAD_IGNORE`).
+
+    Raises:
+        ModelUnavailableError: ``model`` is no folder and the hub is off (``HF_HUB_OFFLINE``).
+    """
+    if Path(model).is_dir():
+        return model
+    if not downloads_possible(True):
+        raise ModelUnavailableError(f"model {model!r} is no local folder and HF_HUB_OFFLINE is set")
+    from huggingface_hub import snapshot_download
+
+    if allow_patterns is not None:
+        return snapshot_download(model, revision=revision, allow_patterns=list(allow_patterns))
+    return snapshot_download(model, revision=revision, ignore_patterns=list(DOWNLOAD_IGNORE))

@@ -18,7 +18,7 @@ written down once. ``R`` is the run's ``results_dir`` and ``P`` its ``reports_di
     R/analysis/layers/{model}/{dataset}.json    localization by cross-attention layer (Figure 4c)
     R/analysis/epochs/{model}/{scenario}.json   localization and generation per epoch (Figure 4a/b)
     R/logs/{stage}/{job}.log                    one log per job
-    R/benchmarks/{stage}/{job}.tsv              wall time and peak memory per job (gear.bench workflow)
+    R/benchmarks/{stage}/{job}.tsv              wall time and peak memory per job (gear.tools.bench workflow)
     P/...                                       tables, figures, HTML pages
 
 Datasets and scenarios: the QA test sets (SQuAD, NQ, TriviaQA, PAQ) are evaluated with models

@@ -1,14 +1,13 @@
-"""gear.bench in its CI-sized form: tiny models, small corpora, real code paths; no timing asserts.
+"""gear.tools.bench in its CI-sized form: tiny models, small corpora, real code paths; no timing asserts.
 
-What is checked: the analytical FLOP counts equal torch's own count of a real GeAR step; the
-benchmark's training step still makes the trainer's calls in the trainer's order; every
-benchmark runs and returns sane, finite figures; the two search paths agree; the workflow
+What is checked: the analytical FLOP counts equal torch's own count of a real GeAR step; every
+benchmark (the train bench times the trainer's own ``train_step``) runs and returns sane, finite
+figures; the two search paths agree; the workflow
 summary reads Snakemake's log and benchmark files as Snakemake writes them.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -16,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from gear import bench
+from gear.tools.bench.cli import main
+from gear.tools.bench.common import PAPER_CORPUS_DOCUMENTS, bench_config
+from gear.tools.bench.encode import bench_encode, build_mini_corpora, length_mix, load_corpus_texts
+from gear.tools.bench.flops import encoding_flops, gear_step_flops
+from gear.tools.bench.search import bench_search
+from gear.tools.bench.train import bench_train, random_training_batch
+from gear.tools.bench.workflow import find_snakemake_log, summarise_workflow, workflow_markdown
 
 CPU = torch.device("cpu")
 
@@ -57,12 +62,13 @@ def test_analytical_flops_equal_torch_flop_counter(mini_config):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gear.modeling import GearModel
-    from gear.train import GearTrainingModule, read_sections
+    from gear.model.modeling import GearModel
+    from gear.training.objectives import GearTrainingModule
+    from gear.training.settings import read_sections
 
     _, train = read_sections(mini_config)
-    cfg = bench.bench_config("tiny")
-    batch = bench.random_training_batch(cfg, 4, 16, 48, 8, seed=0)
+    cfg = bench_config("tiny")
+    batch = random_training_batch(cfg, 4, 16, 48, 8, seed=0)
     for lm_loss in (True, False):
         torch.manual_seed(0)
         module = GearTrainingModule(GearModel(cfg), train, lm_loss)
@@ -70,40 +76,27 @@ def test_analytical_flops_equal_torch_flop_counter(mini_config):
         with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             loss, _, _ = module(batch, 0.4)
             loss.backward()
-        expected = bench.gear_step_flops(cfg, 4, 16, 48, 8, train.queue_size, lm_loss)
+        expected = gear_step_flops(cfg, 4, 16, 48, 8, train.queue_size, lm_loss)
         assert counter.get_total_flops() == expected["total"], lm_loss
     lengths = [10, 33, 48]
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         for length in lengths:
             ids = torch.randint(1000, 5000, (1, length))
             module.model.embed_documents(ids, torch.ones_like(ids))
-    assert counter.get_total_flops() == bench.encoding_flops(cfg, lengths)
+    assert counter.get_total_flops() == encoding_flops(cfg, lengths)
 
 
 def test_base_flops_match_the_perf_notes_baseline():
     """At bert-base size the count per example agrees with PERF-NOTES' TFLOP/s / examples/s."""
-    cfg = bench.bench_config("base")
-    per_example_512 = bench.gear_step_flops(cfg, 64, 32, 512, 32, 57_600)["total"] / 64
-    per_example_192 = bench.gear_step_flops(cfg, 128, 32, 192, 32, 57_600)["total"] / 128
+    cfg = bench_config("base")
+    per_example_512 = gear_step_flops(cfg, 64, 32, 512, 32, 57_600)["total"] / 64
+    per_example_192 = gear_step_flops(cfg, 128, 32, 192, 32, 57_600)["total"] / 128
     assert per_example_512 == pytest.approx(199e12 / 400, rel=0.02)
     assert per_example_192 == pytest.approx(182e12 / 834, rel=0.02)
 
 
-def test_benchmark_step_makes_the_trainers_calls_in_order():
-    """bench_train writes out train_gear's loop body: both must make these calls in this order."""
-    from gear.train import train_gear
-
-    calls = [", alpha)", ".backward()", "enqueue(*bank)", "gradients_to_masters()", "optimizer.step()"]
-    calls += ["zero_grad(set_to_none=True)", "masters_to_weights()", "momentum_update(precision)"]
-    calls += ["clamp_temperature()"]
-    for source in (inspect.getsource(train_gear), inspect.getsource(bench.bench_train)):
-        positions = [source.find(call) for call in calls]
-        assert all(p >= 0 for p in positions), dict(zip(calls, positions, strict=True))
-        assert positions == sorted(positions)
-
-
 def test_train_tiny(paper_config):
-    result = bench.bench_train(
+    result = bench_train(
         paper_config,
         size="tiny",
         device=CPU,
@@ -120,7 +113,7 @@ def test_train_tiny(paper_config):
     assert details["examples_per_s"] == pytest.approx(2 * 2 / details["total_s"])
     assert (
         details["flops_per_step"]["total"]
-        == bench.gear_step_flops(bench.bench_config("tiny"), 2, 32, 16, 32, 57_600)["total"]
+        == gear_step_flops(bench_config("tiny"), 2, 32, 16, 32, 57_600)["total"]
     )
     assert result.mfu == pytest.approx(details["model_tflops_per_s"] / 1.0)
     # A randomly initialised decoder predicts a near-uniform distribution: loss ~ ln(vocabulary).
@@ -135,7 +128,7 @@ def test_train_tiny(paper_config):
 
 def test_train_tiny_in_each_precision_counts_what_bf16_weights_save(paper_config):
     results = {
-        dtype: bench.bench_train(
+        dtype: bench_train(
             paper_config, size="tiny", device=CPU, dtype=dtype, batch=2, document_tokens=16, steps=1
         )
         for dtype in ("bf16", "bf16-master")
@@ -156,7 +149,7 @@ def test_bf16_master_on_cuda_trains_like_autocast_with_fewer_operators(paper_con
     bf16-master launches fewer operators (the case for making it the default)."""
     cuda = torch.device("cuda")
     results = {
-        dtype: bench.bench_train(
+        dtype: bench_train(
             paper_config,
             size="tiny",
             device=cuda,
@@ -181,28 +174,26 @@ def test_train_rejects_a_batch_the_queue_cannot_hold(paper_config):
     from gear.config import ConfigError
 
     with pytest.raises(ConfigError, match="queue_size"):
-        bench.bench_train(
-            paper_config, size="tiny", device=CPU, dtype="fp32", batch=7, document_tokens=16, steps=1
-        )
+        bench_train(paper_config, size="tiny", device=CPU, dtype="fp32", batch=7, document_tokens=16, steps=1)
 
 
 def test_length_mix_follows_the_paper_corpus_sizes(corpora):
-    texts = bench.load_corpus_texts(corpora)
-    drawn_texts, drawn = bench.length_mix(texts, 200, seed=1)
+    texts = load_corpus_texts(corpora)
+    drawn_texts, drawn = length_mix(texts, 200, seed=1)
     assert len(drawn_texts) == 200 and sum(drawn.values()) == 200
     share = 2_315_413 / (2_315_413 + 64_501)
     assert drawn["rir"] == round(200 * share)
     with pytest.raises(ValueError, match="--mix uniform"):
-        bench.length_mix({"mine": ["a b"]}, 5, seed=0)
-    assert bench.length_mix({"mine": ["a b"]}, 5, seed=0, mix="uniform")[1] == {"mine": 5}
+        length_mix({"mine": ["a b"]}, 5, seed=0)
+    assert length_mix({"mine": ["a b"]}, 5, seed=0, mix="uniform")[1] == {"mine": 5}
 
 
 def test_encode_tiny(corpora, minilm_path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
-    texts, drawn = bench.length_mix(bench.load_corpus_texts(corpora), 24, seed=0, mix="uniform")
-    end_to_end, model_only = bench.bench_encode(
+    texts, drawn = length_mix(load_corpus_texts(corpora), 24, seed=0, mix="uniform")
+    end_to_end, model_only = bench_encode(
         texts, tokenizer, size="tiny", device=CPU, batch=8, max_document_tokens=128, mix=drawn
     )
     for result in (end_to_end, model_only):
@@ -215,7 +206,7 @@ def test_encode_tiny(corpora, minilm_path):
 
 
 def test_search_backends_agree():
-    suite, reference = bench.bench_search(3_000, 40, 32, 10, backends=("suite", "torch"), device=CPU)
+    suite, reference = bench_search(3_000, 40, 32, 10, backends=("suite", "torch"), device=CPU)
     assert suite.value > 0 and reference.value > 0
     assert suite.details["top10_first_query"] == reference.details["top10_first_query"]
     assert suite.details["index_build_s"] >= 0
@@ -293,9 +284,9 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
     # An older log of another results folder, and a newer one with no finished job: both passed over.
     (log_dir / "2026-11-24T090000.000000.snakemake.log").write_text(SNAKEMAKE_LOG.format(R="elsewhere"))
     (log_dir / "2026-11-26T090000.000000.snakemake.log").write_text(f"Building DAG of jobs...\n{results}/x\n")
-    assert bench.find_snakemake_log(log_dir, results).name.startswith("2026-11-25")
+    assert find_snakemake_log(log_dir, results).name.startswith("2026-11-25")
 
-    summary = bench.summarise_workflow(results, log_dir)
+    summary = summarise_workflow(results, log_dir)
     assert summary["source"].startswith("Snakemake log")
     assert summary["rules"]["build_qa"] == {
         "jobs": 2,
@@ -322,7 +313,7 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
         path = results / "benchmarks" / stage / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:04\t{rss}\t1\t1\t1\t0\t0\t50\t4.0\n")
-    summary = bench.summarise_workflow(results, log_dir)
+    summary = summarise_workflow(results, log_dir)
     assert summary["source"].startswith("benchmark files")
     assert summary["rules"]["build_qa"]["jobs"] == 2
     assert summary["rules"]["build_qa"]["wall_s"] == pytest.approx(5.2012)
@@ -331,7 +322,7 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
     assert summary["rules"]["data/build_paq"]["stage"] == "data"
     assert summary["stages"]["data"]["jobs"] == 3 and summary["stages"]["gear"]["jobs"] == 1
     assert summary["peak_job_rss_mb"] == pytest.approx(3260.10)
-    table = bench.workflow_markdown(summary)
+    table = workflow_markdown(summary)
     assert "| train_gear | gear | 1 | 62 |" in table
 
     # A later run that redrew one table: the newest log, yet the other jobs keep their rules.
@@ -348,19 +339,19 @@ Finished jobid: 1 (Rule: table_1)
     path = results / "benchmarks" / "reports" / "table_1.tsv"
     path.parent.mkdir(parents=True)
     path.write_text(header + "0.5\t0:00:00\t80\t1\t1\t1\t0\t0\t50\t0.4\n")
-    summary = bench.summarise_workflow(results, log_dir)
+    summary = summarise_workflow(results, log_dir)
     assert summary["rules"]["table_1"]["stage"] == "reports"
     assert summary["rules"]["build_qa"]["jobs"] == 2 and summary["rules"]["train_gear"]["jobs"] == 1
 
     (results / "benchmarks" / "broken").mkdir()
     (results / "benchmarks" / "broken" / "x.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(ValueError, match=r"x\.tsv:1"):
-        bench.summarise_workflow(results, log_dir)
+        summarise_workflow(results, log_dir)
 
 
 def test_workflow_summary_without_any_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the workflow first"):
-        bench.summarise_workflow(tmp_path / "results", tmp_path / "no-logs")
+        summarise_workflow(tmp_path / "results", tmp_path / "no-logs")
 
 
 def test_command_line_all_tiny(tmp_path, corpora, capsys):
@@ -368,13 +359,13 @@ def test_command_line_all_tiny(tmp_path, corpora, capsys):
     argv = ["all", "--size", "tiny", "--threads", "1", "--doc-tokens", "32", "--steps", "1", "--warmup", "0"]
     argv += ["--documents", "12", "--corpus", *map(str, corpora), "--corpus-size", "2000", "--queries", "20"]
     argv += ["--results", str(tmp_path / "results"), "--log-dir", str(tmp_path / "none"), "--json", str(out)]
-    results = bench.main(argv)
+    results = main(argv)
     printed = capsys.readouterr().out
     assert [r.unit for r in results] == ["examples/s", "documents/s", "documents/s", "queries/s"]
     assert "workflow: not measured" in printed
-    assert printed.count("`python -m gear.bench all --size tiny") == 4
+    assert printed.count("`python -m gear.tools.bench all --size tiny") == 4
     data = json.loads(out.read_text())
-    assert data["command"].startswith("python -m gear.bench all")
+    assert data["command"].startswith("python -m gear.tools.bench all")
     assert data["environment"]["device"].startswith("CPU")
     assert len(data["results"]) == 4 and all(r["date"] and r["value"] > 0 for r in data["results"])
     assert np.isfinite([r["value"] for r in data["results"]]).all()
@@ -382,8 +373,8 @@ def test_command_line_all_tiny(tmp_path, corpora, capsys):
 
 def test_mini_corpora_are_built_from_the_shipped_data(tmp_path):
     """Without a run's corpora, encode builds all five from data_prep/mini with the suite's builders."""
-    corpora = bench.load_corpus_texts(bench.build_mini_corpora(tmp_path))
-    assert sorted(corpora) == sorted(bench.PAPER_CORPUS_DOCUMENTS)
+    corpora = load_corpus_texts(build_mini_corpora(tmp_path))
+    assert sorted(corpora) == sorted(PAPER_CORPUS_DOCUMENTS)
     assert all(corpora.values())
     # RIR documents are long (200-500 tokens), passages short: the mix has both.
     mean_words = {name: np.mean([len(t.split()) for t in texts]) for name, texts in corpora.items()}
@@ -400,7 +391,7 @@ def test_run_measures_the_whole_process_tree(tmp_path, capsys):
         f"ps = [subprocess.Popen([sys.executable, '-c', {hold!r}]) for _ in range(2)]; [p.wait() for p in ps]"
     )
     out = tmp_path / "run.json"
-    bench.main(["run", "--interval", "0.05", "--json", str(out), "--", sys.executable, "-c", script])
+    main(["run", "--interval", "0.05", "--json", str(out), "--", sys.executable, "-c", script])
     measured = json.loads(out.read_text())
     assert measured["returncode"] == 0 and measured["samples"] > 5
     assert measured["peak_process_rss_mb"] >= 60
@@ -411,7 +402,7 @@ def test_run_measures_the_whole_process_tree(tmp_path, capsys):
     assert "peak memory of the process tree" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as failed:
-        bench.main(["run", "--", sys.executable, "-c", "raise SystemExit(3)"])
+        main(["run", "--", sys.executable, "-c", "raise SystemExit(3)"])
     assert failed.value.code == 3
     with pytest.raises(SystemExit, match="no command given"):
-        bench.main(["run"])
+        main(["run"])

@@ -191,6 +191,11 @@ def test_readme_commands_install_the_main_set_and_the_test_set():
     assert "pip install -r requirements-test.txt -e '.[mteb]' " in test_cmd
 
 
-def test_torch_is_pinned_to_the_cpu_build_version():
+def test_torch_is_pinned_and_installed_at_the_cpu_build_version():
+    """torch 2.13.0 (its CPU build here; a CUDA build of the same version on a GPU machine,
+    environment.yml): pinned, and the torch this suite runs with is that version."""
+    import torch
+
     main, _ = _constraints()
     assert main["torch"] == "2.13.0"
+    assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__

@@ -8,7 +8,7 @@ import pytest
 
 from baselines.registry import load_registry, select_models
 from gear.hub import MINILM_ID, ModelUnavailableError, resolve_model
-from gear.plan import check_models, required_models
+from gear.workflow.plan import check_models, required_models
 
 
 def test_minilm_resolves_offline_from_the_pypi_package(minilm_path):

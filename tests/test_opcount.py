@@ -1,10 +1,16 @@
-"""Operator counts (gear.opcount): what a step dispatches, and what bf16-master saves."""
+"""Operator counts (gear.tools.opcount): what a step dispatches, and what bf16-master saves."""
 
 from __future__ import annotations
 
 import torch
 
-from gear.opcount import count_operators
+from gear.model.modeling import GearModel
+from gear.tools.bench.common import bench_config
+from gear.tools.bench.train import random_training_batch
+from gear.tools.opcount import count_operators
+from gear.training.objectives import GearTrainingModule
+from gear.training.precision import StepPrecision
+from gear.training.settings import read_sections
 
 
 def _linear_step(layer: torch.nn.Linear, x: torch.Tensor) -> None:
@@ -33,10 +39,6 @@ def test_autocast_casts_weights_that_bf16_weights_do_not_need():
 
 
 def test_bf16_master_step_dispatches_fewer_casts_than_autocast(mini_config):
-    from gear.bench import bench_config, random_training_batch
-    from gear.modeling import GearModel
-    from gear.precision import StepPrecision
-    from gear.train import GearTrainingModule, read_sections
 
     cfg = bench_config("tiny", max_query_tokens=64, max_document_tokens=64, max_target_tokens=64)
     counts = {}
@@ -67,11 +69,7 @@ def test_a_value_read_back_counts_as_a_host_sync():
 
 
 def test_gear_training_step_never_waits_for_the_device(mini_config):
-    """gear.train's claim: no host synchronisation in a step (the optimizer's own aside)."""
-    from gear.bench import bench_config, random_training_batch
-    from gear.modeling import GearModel
-    from gear.precision import StepPrecision
-    from gear.train import GearTrainingModule, read_sections
+    """gear.training.trainer's claim: no host synchronisation in a step (the optimizer's own aside)."""
 
     mini_config["train"]["queue_size"] = 8
     cfg = bench_config("tiny", max_query_tokens=64, max_document_tokens=64, max_target_tokens=64)

@@ -49,7 +49,8 @@ from tqdm import tqdm
 from data_prep.normalized import DatasetWriter, Document, Query, iter_jsonl_any
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
-from gear.io import DataFormatError, atomic_open
+from gear.hub import resolve_model
+from gear.io import DataFormatError, atomic_open, require_fields
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ class SimilarityFilter:
 
 
 def _iter_rewrites(path: Path) -> Iterator[dict]:
-    from gear.io import require_fields
-
     for line, obj in iter_jsonl_any(path):
         require_fields(obj, {"doc_id": str, "unit": int, "sentence": str, "rewrite": str}, f"{path}:{line}")
         yield obj
@@ -262,8 +261,6 @@ def postprocess_rewrites(
     if scfg.test_corpus not in ("all", "test"):
         raise ValueError(f"data.rir.split.test_corpus must be 'all' or 'test', got {scfg.test_corpus!r}")
     if similarity is None:
-        from gear.hub import resolve_model
-
         similarity = SimilarityFilter(
             resolve_model(fcfg.model, model_paths, allow_downloads), fcfg.query_instruction, fcfg.batch_size
         )

@@ -65,12 +65,15 @@ from tqdm import tqdm
 from data_prep.normalized import (
     SentenceSplitter,
     SkipCounter,
+    TokenCounter,
     content_hash,
     iter_jsonl_any,
     load_token_counter,
+    load_tokenizer_from,
 )
 from gear.config import dataclass_from_mapping
-from gear.io import DataFormatError, atomic_path, write_json
+from gear.hub import resolve_model
+from gear.io import DataFormatError, atomic_path, require_fields, write_json
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +320,6 @@ _WORKER: DocumentPreprocessor | None = None
 
 def _init_worker(cfg: PreprocessConfig, splitter_cfg: dict, tokenizer_path: str) -> None:
     global _WORKER
-    from data_prep.normalized import TokenCounter, load_tokenizer_from
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _WORKER = DocumentPreprocessor(
@@ -378,8 +380,6 @@ def preprocess_wikipedia(
     Raises:
         DataFormatError: malformed input (file and line), or no document survives.
     """
-    from gear.hub import resolve_model
-
     started = time.time()
     cfg = (
         preprocess_cfg
@@ -495,8 +495,6 @@ def _drop_rows(path: Path, rows: np.ndarray) -> None:
 
 def read_preprocessed(path: str | os.PathLike) -> Iterator[PreprocessedDocument]:
     """Stream the documents of ``preprocessed.jsonl``; errors name the file and line."""
-    from gear.io import require_fields
-
     path = Path(path)
     for line, obj in iter_jsonl_any(path):
         require_fields(

@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
+from gear.hub import default_device, resolve_model
 from gear.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ class TransformersBackend(RewriteBackend):
 
         self.cfg = cfg
         self.identity = f"transformers:{cfg.model}:t={cfg.temperature}:max={cfg.max_new_tokens}"
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"  # generation continues the right end of every row
         if self.tokenizer.pad_token is None:
@@ -354,8 +355,6 @@ def make_backend(
     if cfg.backend == "openai":
         return OpenAIChatBackend(cfg)
     if cfg.backend == "transformers":
-        from gear.hub import resolve_model
-
         return TransformersBackend(cfg, resolve_model(cfg.model, model_paths, allow_downloads))
     raise ValueError(
         f"data.rir.rewrite.backend: unknown backend {cfg.backend!r}; use openai, transformers or offline"

@@ -14,7 +14,7 @@ Modules, one concept each:
 - :mod:`gear.report.figures`: Figure 3/5 (highlighted tokens of two queries in one document),
   Figure 4a/4b (generation against localization per epoch) and Figure 4c (localization by
   cross-attention layer), drawn with matplotlib (Agg) to PNG and PDF.
-- :mod:`gear.report.figure_data`: the data of Figure 3, computed from a trained GeAR model.
+- :mod:`gear.evaluation.figure3_data`: the data of Figure 3, computed from a trained GeAR model.
 - :mod:`gear.report.explain`: the explanation pages (per data set: retrieved documents, GeAR's
   highlighted tokens, ranked units, generated text), data from a model, page from the data.
 - :mod:`gear.report.pages`: HTML helpers and the index page that links every artifact.

@@ -4,7 +4,7 @@
   the ``reports.figure3.top_tokens`` document tokens with the highest cross-attention weight for
   each query are highlighted, orange for query 1 and purple for query 2 (a token both queries
   pick is split half and half), with GeAR's generated text for each. The data come from
-  :mod:`gear.report.figure_data` (``P/data/figure_3.json``).
+  :mod:`gear.evaluation.figure3_data` (``P/data/figure_3.json``).
 - Figure 4a / 4b (:func:`draw_epoch_figure`): for each epoch's checkpoint, the generation score
   (x, points) against the localization score (y), QAR and RIR (``R/analysis/epochs/GeAR/{s}.json``).
   Points are labelled with their epoch and joined in epoch order; each metric pair (first
@@ -229,7 +229,7 @@ def draw_figure3(
     """Draw Figure 3: the document with each query's top tokens highlighted, and the generations.
 
     Args:
-        data: the Figure 3 JSON (:func:`gear.report.figure_data.figure3_data`).
+        data: the Figure 3 JSON (:func:`gear.evaluation.figure3_data.figure3_data`).
         outputs: files to write (.png, .pdf).
         dpi: resolution of raster outputs.
         width_in: figure width in inches (the height follows from the text).

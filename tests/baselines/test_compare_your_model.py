@@ -78,7 +78,7 @@ def compare_run(tmp_path, my_model_dir) -> CompareRun:
 
 def test_the_entry_is_selected_and_resolves_to_the_folder(compare_run):
     from baselines.registry import load_registry, select_models
-    from gear.plan import check_models
+    from gear.workflow.plan import check_models
 
     entries = select_models(
         load_registry(compare_run.config["registry"]), compare_run.config["evaluate"]["models"]

@@ -15,7 +15,7 @@ from baselines.registry import ModelEntry, build_encoder, load_registry, select_
 from gear.config import REPO_ROOT, ConfigError
 from gear.hub import ModelUnavailableError
 from gear.layout import Layout
-from gear.plan import check_models
+from gear.workflow.plan import check_models
 
 REGISTRY = REPO_ROOT / "config" / "baselines.yaml"
 BASE_ENTRY = {

@@ -143,7 +143,7 @@ def triples_file(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gear_path(tmp_path_factory, tiny_bert_path) -> Path:
     """An (untrained) tiny GeAR model folder built from ``tiny_bert_path``, saved with its tokenizer."""
-    from gear.modeling import build_from_bert
+    from gear.model.modeling import build_from_bert
 
     folder = tmp_path_factory.mktemp("tiny_gear")
     model, tokenizer, _ = build_from_bert(

@@ -10,23 +10,18 @@ import numpy as np
 import pytest
 
 from gear.config import REPO_ROOT, ConfigError, load_config
-from gear.evaluate import (
-    BiEncoderUnitScorer,
-    EvalDataset,
-    EvaluateSettings,
-    epoch_dirs,
-    evaluate_generation,
-    evaluate_localization,
-    evaluate_retrieval,
-    evaluation_targets,
-    job_config,
-    model_job_outputs,
-    run_model,
-)
+from gear.evaluation.analyses import epoch_dirs
+from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.evaluate import run_model
+from gear.evaluation.generation import evaluate_generation
+from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
+from gear.evaluation.metrics import bootstrap_ci, bootstrap_indices, exact_match, token_f1
+from gear.evaluation.retrieval import evaluate_retrieval
+from gear.evaluation.search import read_run
+from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
-from gear.metrics import bootstrap_ci, bootstrap_indices, exact_match, token_f1
-from gear.search import read_run
+from gear.workflow.evaluation_plan import EvaluationPlan, evaluation_targets, job_config, model_job_outputs
 from tests.gear.test_search import MiniLMEncoder
 
 ARTICLES, PARAGRAPHS = 2, 3  # six real SQuAD paragraphs and their questions
@@ -316,7 +311,7 @@ def gear_folders(tmp_path_factory, minilm_path) -> dict[str, Path]:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from gear.modeling import build_from_bert
+    from gear.model.modeling import build_from_bert
 
     root = tmp_path_factory.mktemp("tiny_gear")
     bert = root / "bert"
@@ -369,9 +364,11 @@ def _gear(folder):
 
 @pytest.mark.slow
 def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings, gear_folders, single_thread):
-    from gear.evaluate import GearGenerator, GearUnitScorer, layer_analysis
+    from gear.evaluation.analyses import layer_analysis
+    from gear.evaluation.generation import GearGenerator
+    from gear.evaluation.localization import GearUnitScorer
+    from gear.evaluation.metrics import break_ties_at_random, localization_metrics
     from gear.inference import LocalizationConfig, localize_units
-    from gear.metrics import break_ties_at_random, localization_metrics
 
     model, tokenizer, localization = _gear(gear_folders["epoch_1"])
     scorer = GearUnitScorer(model, tokenizer, localization, batch_size=8, name="GeAR")
@@ -428,7 +425,9 @@ def test_gear_localization_layers_and_generation(tmp_path, squad, gear_settings,
 def test_epoch_analysis_evaluates_every_checkpoint(
     tmp_path, squad, gear_settings, gear_folders, single_thread
 ):
-    from gear.evaluate import GearGenerator, GearUnitScorer, epoch_analysis
+    from gear.evaluation.analyses import epoch_analysis
+    from gear.evaluation.generation import GearGenerator
+    from gear.evaluation.localization import GearUnitScorer
 
     epochs_root = gear_folders["epoch_1"].parent
     localization = _gear(gear_folders["epoch_1"])[2]
@@ -460,7 +459,7 @@ def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_th
     import shutil
 
     from baselines.registry import load_registry
-    from gear.evaluate import run_epoch_analysis
+    from gear.evaluation.evaluate import run_epoch_analysis
 
     cfg = copy.deepcopy(config)
     cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
@@ -511,7 +510,6 @@ def test_evaluation_plan_patterns_and_inputs(config):
     from types import SimpleNamespace
 
     from baselines.registry import load_registry, select_models
-    from gear.evaluate import EvaluationPlan
 
     registry = load_registry(REPO_ROOT / config["registry"])
     layout = Layout.from_config(config)
@@ -528,6 +526,7 @@ def test_evaluation_plan_patterns_and_inputs(config):
         "model": str(layout.final_model("SBERT_RT", "rir")),
     }
     assert "model" not in plan.job_inputs("MiniLM", "qar")
+    assert plan.job_datasets("rir") == ["rir"]
     assert {k for k in plan.job_inputs("MiniLM", "qar") if k.endswith("_corpus")} == {
         "squad_corpus",
         "nq_corpus",
@@ -602,9 +601,9 @@ def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config):
 
 @pytest.mark.slow
 def test_squad_baseline_command(tmp_path, squad_dir, capsys):
-    """``python -m gear.squad_baseline`` on a six-paragraph SQuAD file: both result files, the summary
+    """``python -m gear.tools.squad_baseline`` on a six-paragraph SQuAD file: both result files, the summary
     and the Markdown table."""
-    from gear.squad_baseline import main
+    from gear.tools.squad_baseline import main
 
     main(["--squad", str(squad_dir.parent / "dev.json"), "--out", str(tmp_path), "--threads", "1"])
     summary = read_json(tmp_path / "summary.json")

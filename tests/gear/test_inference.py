@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import gear.inference
-from gear.data import DOCUMENT_PAD_MULTIPLE, TEXT_PAD_MULTIPLE, encode_texts
+import gear.inference.encoder
 from gear.encoding import length_sorted_order
 from gear.inference import (
-    TOKENIZER_THREAD_NAME,
     GearEncoder,
     LocalizationConfig,
-    _tokenised_batches,
     beam_search,
     generate,
     greedy_decode,
@@ -26,6 +23,8 @@ from gear.inference import (
     token_weights,
     unit_scores,
 )
+from gear.inference.encoder import TOKENIZER_THREAD_NAME, _tokenised_batches
+from gear.model.tokens import DOCUMENT_PAD_MULTIPLE, TEXT_PAD_MULTIPLE, encode_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -309,7 +308,9 @@ def test_prefetch_gives_the_sequential_vectors(encoder, batch_size, queries):
 
 def test_vectors_reach_the_host_in_chunks(encoder, monkeypatch):
     # a device buffer of 3 vectors: with batches of 2 it is flushed after every batch
-    monkeypatch.setattr(gear.inference, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4)
+    monkeypatch.setattr(
+        gear.inference.encoder, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4
+    )
     expected = reference_vectors(encoder, TEXTS, 2, queries=False)
     for batch_size in (2, 5):  # 5: one batch per buffer
         assert np.array_equal(
@@ -396,7 +397,9 @@ def test_cuda_encoding_pins_batches_and_matches_the_reference(tiny_gear_path, ti
         encoder.prefetch = True
         assert ahead.dtype == np.float32 and np.array_equal(ahead, inline)
         np.testing.assert_allclose(ahead, reference, atol=1e-6)
-    monkeypatch.setattr(gear.inference, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4)
+    monkeypatch.setattr(
+        gear.inference.encoder, "_DEVICE_CHUNK_BYTES", 3 * encoder.model.config.hidden_size * 4
+    )
     np.testing.assert_allclose(
         encoder.encode_queries(TEXTS, batch_size=2), reference_vectors(encoder, TEXTS, 2, True), atol=1e-6
     )

@@ -1,8 +1,8 @@
 """GeAR learns what the paper says it learns, on synthetic tasks, through the suite's own trainer.
 
-Each test trains a tiny GeAR (random 2-layer BERT start) with ``gear.train.train_gear`` under
+Each test trains a tiny GeAR (random 2-layer BERT start) with ``gear.training.trainer.train_gear`` under
 config/mini.yaml's cross-attention init and losses, then measures with the suite's localization,
-generation and metrics (``gear.learnability``). Each also has its broken-mechanism control: the
+generation and metrics (``gear.tools.learnability``). Each also has its broken-mechanism control: the
 same training with every query paired with another query's document, which must stay near
 chance, so that a pass cannot come from the query alone.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from gear.learnability import ProbeSettings, run_probe
+from gear.tools.learnability import ProbeSettings, run_probe
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_threads")]
 

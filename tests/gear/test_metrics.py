@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gear.metrics import (
+from gear.evaluation.metrics import (
     bootstrap_ci,
     bootstrap_indices,
     exact_match,
@@ -233,7 +233,7 @@ def test_summarize_shares_resamples_across_metrics():
 
 
 def test_break_ties_at_random_keeps_every_strict_order():
-    from gear.metrics import break_ties_at_random, localization_metrics
+    from gear.evaluation.metrics import break_ties_at_random, localization_metrics
 
     rows = [np.array([3.0, 5.0, 5.0, 2.0, -np.inf]), np.array([1.0, 1.0, 1.0, 1.0])]
     broken = break_ties_at_random(rows, seed=0)
@@ -250,7 +250,7 @@ def test_break_ties_at_random_keeps_every_strict_order():
 def test_other_queries_reference_catches_query_independent_attention():
     """Attention that ignores the query ranks units exactly as its siblings' attention does; a
     localizer that reads the query beats that reference."""
-    from gear.metrics import localization_metrics, other_queries_scores
+    from gear.evaluation.metrics import localization_metrics, other_queries_scores
 
     salience = np.array([0.1, 0.7, 0.2])
     documents = ["d1", "d1", "d1", "d2"]

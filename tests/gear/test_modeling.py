@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from gear import modeling
-from gear.modeling import (
+from gear.model import modeling
+from gear.model.modeling import (
     GearConfig,
     GearModel,
     build_from_bert,
@@ -300,7 +300,7 @@ def test_saved_weights_are_byte_identical_across_processes_and_not_private(tmp_p
     model, _, _ = build_from_bert(tiny_bert_path, seed=3, max_document_tokens=32)
     model.save_pretrained(tmp_path / "m")
     script = (
-        "import sys; from gear.modeling import GearModel; "
+        "import sys; from gear.model.modeling import GearModel; "
         "GearModel.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])"
     )
     digests = set()
@@ -340,7 +340,7 @@ def test_cross_attention_init_from_a_checkpoint(tiny_bert_path):
     """values: identity starts V and O as the identity; layer_norm: copy takes the preceding
     (pretrained) LayerNorm; query_key: self_attention copies the same layer's Q and K; BERT's init
     (values: random) leaves them small and random; a bad value names its field."""
-    from gear.modeling import CrossAttentionInit
+    from gear.model.modeling import CrossAttentionInit
 
     width = 32
     eye = torch.eye(width)

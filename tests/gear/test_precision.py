@@ -1,4 +1,4 @@
-"""Training precision (gear.precision): bf16 weights with float32 masters, run on CPU in bf16."""
+"""Training precision (gear.training.precision): bf16 weights with float32 masters, run on CPU in bf16."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import gear.train
+import gear.training.trainer
 from gear.config import ConfigError
-from gear.precision import StepPrecision, effective_precision
-from gear.train import build_optimizer, read_sections, train_gear
+from gear.training.precision import StepPrecision, effective_precision
+from gear.training.settings import read_sections
+from gear.training.step import build_optimizer
+from gear.training.trainer import train_gear
 from tests.gear.test_train import _assert_bitwise_equal, _weights, collate, tiny_module, tiny_run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,7 +59,7 @@ def _section(train_cfg):
 
 
 def _step(wrapped, precision, optimizer, batch, lr, training=None):
-    """The trainer's step (gear.train.train_gear's loop body, one micro-batch); ``wrapped`` is the
+    """The trainer's step (gear.training.trainer.train_gear's loop body, one micro-batch); ``wrapped`` is the
     training module or its DDP wrapper (then ``training`` is the module)."""
     training = training or wrapped
     with precision.autocast():
@@ -162,7 +164,7 @@ def test_bf16_master_training_resumes_bitwise_and_saves_float32(
     """The real trainer in bf16-master on CPU (the CPU rule lifted): stop, resume, same bits."""
     from tests.gear.conftest import write_triples
 
-    monkeypatch.setattr(gear.train, "effective_precision", lambda precision, device: precision)
+    monkeypatch.setattr(gear.training.trainer, "effective_precision", lambda precision, device: precision)
     triples = write_triples(tmp_path / "triples.jsonl")
     cfg = tiny_run_config(mini_config, tiny_bert_path, precision="bf16-master")
     reference = train_gear(triples, tmp_path / "whole", cfg, "GeAR", "qar")
@@ -186,7 +188,7 @@ def _ddp_master_worker(
 
     import torch.distributed as dist
 
-    from gear.train import _no_buffer_sync
+    from gear.training.distributed import no_buffer_sync
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -197,7 +199,7 @@ def _ddp_master_worker(
         optimizer = build_optimizer(
             precision.optimizer_parameters(), _section(payload["train_cfg"]).optimizer, torch.device("cpu")
         )
-        ddp = torch.nn.parallel.DistributedDataParallel(training, **_no_buffer_sync())
+        ddp = torch.nn.parallel.DistributedDataParallel(training, **no_buffer_sync())
         per_rank = payload["batch"]["query_ids"].shape[0] // world
         local = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in payload["batch"].items()}
         _step(ddp, precision, optimizer, local, lr=1e-3, training=training)

@@ -10,21 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gear import search as search_module
 from gear.encoding import TextEncoder, l2_normalise
-from gear.search import (
-    MANIFEST,
-    EmbeddingStore,
-    SearchBackend,
-    SearchSettings,
-    cache_dir_for,
-    encode_texts,
-    read_run,
-    resolve_backend,
-    search,
-    texts_hash,
-    write_run,
-)
+from gear.evaluation import search as search_module
+from gear.evaluation.embeddings import MANIFEST, EmbeddingStore, cache_dir_for, encode_texts, texts_hash
+from gear.evaluation.search import SearchBackend, SearchSettings, read_run, resolve_backend, search, write_run
 
 
 class MiniLMEncoder(TextEncoder):

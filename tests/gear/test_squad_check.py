@@ -1,4 +1,4 @@
-"""The real-text check (``python -m gear.squad_check``) end to end on a sliver of real SQuAD."""
+"""The real-text check (``python -m gear.tools.squad_check``) end to end on a sliver of real SQuAD."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, capsys):
-    from gear.squad_check import main
+    from gear.tools.squad_check import main
 
     main(
         [
@@ -73,7 +73,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
 def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_path):
     """Each added triple's target is a sentence of its paragraph and every keyword of its query
     occurs in that sentence (the RIR construction: the query is written from the target)."""
-    from gear.squad_check import sentence_triples, split_squad
+    from gear.tools.squad_check import sentence_triples, split_squad
 
     articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
     triples = sentence_triples(articles, 50, seed=0)
@@ -88,7 +88,7 @@ def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_pa
 
 
 def test_merge_settings_descends_into_sections():
-    from gear.squad_check import merge_settings
+    from gear.tools.squad_check import merge_settings
 
     cfg = {"cross_attention_init": {"values": "identity", "query_key": "random"}, "max_target_tokens": 32}
     merge_settings(cfg, {"cross_attention_init": {"query_key": "similarity"}, "max_target_tokens": 16})

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from gear.config import ConfigError
-from gear.data import EpochPlan, TripleCollator, TripleFile, doc_id_key
 from gear.io import DataFormatError
-from gear.modeling import (
+from gear.model.modeling import (
     CrossAttentionInit,
     GearModel,
     build_from_bert,
@@ -29,17 +28,12 @@ from gear.modeling import (
     mean_pool,
     read_bert_checkpoint,
 )
-from gear.train import (
-    GearTrainingModule,
-    ScheduleSection,
-    StateStore,
-    _no_buffer_sync,
-    alpha_at,
-    check_queue_size,
-    learning_rate,
-    read_sections,
-    train_gear,
-)
+from gear.training.checkpoints import StateStore
+from gear.training.distributed import no_buffer_sync
+from gear.training.objectives import GearTrainingModule
+from gear.training.settings import ScheduleSection, alpha_at, check_queue_size, learning_rate, read_sections
+from gear.training.trainer import train_gear
+from gear.training.triples import EpochPlan, TripleCollator, TripleFile, doc_id_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +52,7 @@ def tiny_run_config(mini_config: dict, tiny_bert_path: Path, **train_overrides) 
 
 
 def train_section(train_cfg: dict):
-    """The parsed ``train`` section of a tiny run (gear.train.TrainSection)."""
+    """The parsed ``train`` section of a tiny run (gear.training.settings.TrainSection)."""
     gear = {
         "init_checkpoint": "x",
         "decoder_start_token": "[DEC]",
@@ -246,7 +240,7 @@ def test_gear_cl_variant_skips_fusion_and_decoder(tiny_bert_path, mini_config, t
 
 
 def test_loss_decreases_on_real_text(tiny_bert_path, mini_config, triples_file):
-    from gear.train import build_optimizer
+    from gear.training.step import build_optimizer
 
     train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
     module, tokenizer = tiny_module(tiny_bert_path, train_cfg, dropout=0.1)
@@ -401,7 +395,7 @@ def test_resume_after_a_stop_gives_bitwise_identical_weights(tmp_path, uninterru
 @pytest.mark.slow
 def test_corrupt_state_checkpoint_is_skipped(tmp_path, uninterrupted_run, caplog):
     triples, cfg, reference = uninterrupted_run
-    caplog.set_level(logging.INFO, logger="gear.train")
+    caplog.set_level(logging.INFO, logger="gear.training")
     out = tmp_path / "out"
     train_gear(triples, out, cfg, "GeAR", "qar", max_steps=5)
     newest = out / "state" / "step_5" / "state.pt"
@@ -422,11 +416,13 @@ def test_state_of_another_configuration_is_not_resumed(tmp_path):
 
 
 def test_state_store_hashes_each_checkpoint_once_per_process(tmp_path, monkeypatch):
-    import gear.train
+    import gear.training.checkpoints
 
     calls = []
-    real = gear.train.file_sha256
-    monkeypatch.setattr(gear.train, "file_sha256", lambda path: calls.append(path) or real(path))
+    real = gear.training.checkpoints.file_sha256
+    monkeypatch.setattr(
+        gear.training.checkpoints, "file_sha256", lambda path: calls.append(path) or real(path)
+    )
     store = StateStore(tmp_path, fingerprint="a")
     for step in range(1, 5):
         store.save(step, {"x": torch.full((4,), float(step))})
@@ -450,7 +446,7 @@ def _ddp_worker(
         payload = torch.load(payload_path)
         module, _ = tiny_module(Path(tiny_bert_path), payload["train_cfg"], with_tokenizer=False)
         module.enqueue(*payload["queued"])
-        ddp = torch.nn.parallel.DistributedDataParallel(module, **_no_buffer_sync())
+        ddp = torch.nn.parallel.DistributedDataParallel(module, **no_buffer_sync())
         per_rank = payload["batch"]["query_ids"].shape[0] // world
         local = {k: v[rank * per_rank : (rank + 1) * per_rank] for k, v in payload["batch"].items()}
         loss, stats, bank = ddp(local, alpha=0.3)
@@ -516,10 +512,10 @@ def test_two_processes_match_one_process_on_the_same_global_batch(
 
 @pytest.mark.slow
 def test_torchrun_training_matches_single_process(tmp_path, tiny_bert_path, mini_config, triples_file):
-    """gear.train under torchrun (2 processes, gloo) ends where one process with the same global batch does."""
+    """gear.training.trainer under torchrun (2 processes, gloo) ends where one process with the same global batch does."""
     import shutil
 
-    from gear.train import launch_training
+    from gear.training.trainer import launch_training
 
     checkpoint = tmp_path / "no_dropout"
     shutil.copytree(tiny_bert_path, checkpoint)
@@ -555,9 +551,10 @@ def test_torchrun_training_matches_single_process(tmp_path, tiny_bert_path, mini
 def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini_config):
     """build_optimizer gives the parameters a checkpoint lacks and the temperature their
     multipliers; the training loop scales every group's scheduled rate by its multiplier."""
-    from gear.modeling import build_from_bert
-    from gear.precision import StepPrecision
-    from gear.train import GearTrainingModule, build_optimizer, new_parameter_names
+    from gear.model.modeling import build_from_bert
+    from gear.training.objectives import GearTrainingModule
+    from gear.training.precision import StepPrecision
+    from gear.training.step import build_optimizer, new_parameter_names
 
     train_cfg = tiny_run_config(mini_config, tiny_bert_path)["train"]
     train = train_section(train_cfg)
@@ -593,14 +590,14 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
     """Snakemake's --forcerun deletes the outputs and reruns: the states of the finished run must
     not be resumed (that trained 0 steps and republished the old weights); nor may states written
     by other training code (the code is part of the resume fingerprint)."""
-    import gear.train
+    import gear.training.trainer
 
     triples, cfg, reference = uninterrupted_run
     out = tmp_path / "out"
     train_gear(triples, out, cfg, "GeAR", "qar")
     shutil.rmtree(out / "model")
     shutil.rmtree(out / "epochs")
-    caplog.set_level(logging.INFO, logger="gear.train")
+    caplog.set_level(logging.INFO, logger="gear.training")
     final = train_gear(triples, out, cfg, "GeAR", "qar")
     assert (
         "holds a finished run (step 12 of 12): training afresh" in caplog.text
@@ -613,7 +610,7 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
     # A stopped run resumes under the same code, and not under other code.
     caplog.clear()
     train_gear(triples, tmp_path / "stopped", cfg, "GeAR", "qar", max_steps=8)
-    monkeypatch.setattr(gear.train, "training_code_fingerprint", lambda: "other code")
+    monkeypatch.setattr(gear.training.trainer, "training_code_fingerprint", lambda: "other code")
     train_gear(triples, tmp_path / "stopped", cfg, "GeAR", "qar")
     assert "written under another configuration" in caplog.text and "resuming" not in caplog.text
 
@@ -622,7 +619,7 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
 def test_a_damaged_epoch_model_is_never_published(tmp_path, uninterrupted_run):
     """Epoch models are checked against the checksums written with them before every publish:
     a truncated one (a crash, a full disk) fails with a message naming it, not silently."""
-    from gear.train import CheckpointError
+    from gear.training.checkpoints import CheckpointError
 
     triples, cfg, reference = uninterrupted_run
     assert (reference.parent / "epochs" / "epoch_1" / "epoch_manifest.json").is_file()

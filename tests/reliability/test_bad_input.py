@@ -78,7 +78,7 @@ def _load_queries(tmp: Path, content: bytes) -> Callable:
 
 
 def _eval_set(tmp: Path, corpus: bytes, queries: bytes, name: str = "squad") -> Callable:
-    from gear.evaluate import EvalDataset
+    from gear.evaluation.dataset import EvalDataset
 
     (tmp / "corpus.jsonl").write_bytes(corpus)
     (tmp / "queries.jsonl").write_bytes(queries)
@@ -94,7 +94,7 @@ def _build_squad(tmp: Path, content: bytes | dict, cfg: dict) -> Callable:
 
 
 def _triple(tmp: Path, content: bytes, index: int = 1) -> Callable:
-    from gear.data import TripleFile
+    from gear.training.triples import TripleFile
 
     (tmp / "triples.jsonl").write_bytes(content)
     return lambda: TripleFile(tmp / "triples.jsonl")[index]
@@ -149,20 +149,20 @@ def _dpr(tmp: Path, entries, cfg: dict) -> Callable:
 
 
 def _run_file(tmp: Path) -> Callable:
-    from gear.search import read_run
+    from gear.evaluation.search import read_run
 
     (tmp / "run.tsv").write_text("q1 Q0 d1 1 0.9 GeAR\nq1 Q0 d2 2\n")
     return lambda: read_run(tmp / "run.tsv")
 
 
 def _encode_nothing(tmp: Path) -> Callable:
-    from gear.search import encode_texts
+    from gear.evaluation.embeddings import encode_texts
 
     return lambda: encode_texts(NumberedEncoder(), [], tmp / "cache")
 
 
 def _train_variant(tmp: Path, cfg: dict) -> Callable:
-    from gear.train import train_gear
+    from gear.training.trainer import train_gear
 
     (tmp / "triples.jsonl").write_bytes(jsonl(TRIPLE))
     return lambda: train_gear(tmp / "triples.jsonl", tmp / "out", cfg, "GeAR_XL", "qar")
@@ -176,7 +176,7 @@ def _resolve(name: str, model_paths: dict | None = None) -> Callable:
 
 def _check_models(cfg: dict) -> Callable:
     from baselines.registry import load_registry, select_models
-    from gear.plan import check_models
+    from gear.workflow.plan import check_models
 
     bad = copy.deepcopy(cfg)
     bad["gear"]["init_checkpoint"] = "bert-base-uncased"
@@ -212,7 +212,7 @@ def _load_config_file(tmp: Path, text: str | None) -> Callable:
 
 
 def _evaluate_settings(cfg: dict) -> Callable:
-    from gear.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     section = copy.deepcopy(cfg["evaluate"])
     section["retrieval"] = {"depth": 20, "k": 50}
@@ -484,7 +484,7 @@ def test_bad_input_fails_clearly(name, tmp_path, mini_config):
 def test_documented_skips_are_counted(tmp_path, mini_config):
     from data_prep.dpr import build_dpr
     from data_prep.squad import build_squad
-    from gear.evaluate import EvalDataset, localization_sample
+    from gear.evaluation.dataset import EvalDataset, localization_sample
 
     data = {
         "version": "2.0",
@@ -577,9 +577,9 @@ def test_long_documents_are_counted_in_the_statistics(tmp_path, mini_config):
 
 def test_long_documents_are_truncated_in_training_and_localization(tmp_path, tiny_bert_path):
     from data_prep.normalized import SentenceSplitter
-    from gear.data import TripleCollator
     from gear.inference import LocalizationConfig, unit_scores
-    from gear.modeling import build_from_bert
+    from gear.model.modeling import build_from_bert
+    from gear.training.triples import TripleCollator
 
     model, tokenizer, _ = build_from_bert(
         tiny_bert_path, seed=0, max_query_tokens=16, max_document_tokens=32, max_target_tokens=16

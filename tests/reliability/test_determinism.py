@@ -40,7 +40,7 @@ def weight_bytes(model_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture()
 def settings(mini_config):
-    from gear.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     return EvaluateSettings.from_config(mini_config["evaluate"])
 
@@ -48,9 +48,9 @@ def settings(mini_config):
 @pytest.fixture()
 def cpu_only(monkeypatch):
     """Training and inference on the CPU even where a GPU exists: the bitwise claim is the CPU's."""
-    import gear.train
+    import gear.training.trainer
 
-    monkeypatch.setattr(gear.train, "_select_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(gear.training.trainer, "select_device", lambda: torch.device("cpu"))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -90,9 +90,11 @@ def test_building_a_test_set_twice_gives_identical_files(tmp_path, mini_config):
 def test_evaluation_twice_gives_identical_metrics(tmp_path, mini_config, settings):
     from baselines.registry import build_encoder, load_registry
     from gear.config import REPO_ROOT
-    from gear.evaluate import BiEncoderUnitScorer, EvalDataset, evaluate_localization, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
+    from gear.evaluation.retrieval import evaluate_retrieval
+    from gear.evaluation.search import SearchSettings
     from gear.layout import Layout
-    from gear.search import SearchSettings
 
     corpus, queries = write_eval_set(tmp_path / "set")
     data = EvalDataset.load("squad", corpus, queries)
@@ -149,9 +151,10 @@ def test_evaluation_twice_gives_identical_metrics(tmp_path, mini_config, setting
 def test_training_twice_gives_identical_weights_and_metrics(
     tmp_path, mini_config, tiny_bert_path, settings, cpu_only
 ):
-    from gear.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
-    from gear.train import train_gear
+    from gear.training.trainer import train_gear
 
     triples = write_triples(tmp_path / "triples.jsonl")
     corpus, queries = write_eval_set(tmp_path / "set")
@@ -184,9 +187,10 @@ def test_gpu_nondeterminism_is_measured(tmp_path, mini_config, minilm_path, sett
     """Two identical GPU runs: MiniLM-initialised GeAR, 24 steps of batch 8, bf16 autocast."""
     from safetensors.torch import load_file
 
-    from gear.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
-    from gear.train import train_gear
+    from gear.training.trainer import train_gear
     from tests.gear.conftest import PASSAGES
 
     triples = write_triples(tmp_path / "triples.jsonl", PASSAGES * 4)  # 96 triples

@@ -57,13 +57,13 @@ elif case == "build_squad":
     def run():
         build_squad(folder / "squad.json", folder / "squad", data_cfg)
 elif case == "embedding_cache":
-    from gear.search import encode_texts
+    from gear.evaluation.embeddings import encode_texts
 
     def run():
         encode_texts(NumberedEncoder(), [f"passage {i}" for i in range(4000)], folder / "cache", shard_size=2000)
 elif case == "training_state":
     import torch
-    from gear.train import StateStore
+    from gear.training.checkpoints import StateStore
 
     store = StateStore(folder / "state", fingerprint="run")
     store.save(2, {"weights": torch.zeros(1000)})  # 4 kB: fits
@@ -171,7 +171,7 @@ def test_full_disk_fails_clearly_and_leaves_no_partial_file(tmp_path, mini_confi
             "state/step_2/manifest.json",
             "state/step_2/state.pt",
         ]
-        from gear.train import StateStore
+        from gear.training.checkpoints import StateStore
 
         assert StateStore(folder / "state", fingerprint="run").newest()[0] == 2
     elif case == "embedding_cache":  # the cache folder holds no file: no shard, no manifest
@@ -200,8 +200,8 @@ def small_disk(tmp_path):
 
 
 def test_full_tmpfs_then_freed_space_resumes_the_embedding_cache(small_disk, tmp_path):
+    from gear.evaluation.embeddings import MANIFEST, EmbeddingStore, encode_texts
     from gear.io import DiskFullError
-    from gear.search import MANIFEST, EmbeddingStore, encode_texts
 
     texts = [f"passage {i}" for i in range(5000)]  # 5 shards of 1000 x 256 float16: 0.5 MiB each
     blocker = small_disk / "other_job_output.bin"
@@ -224,7 +224,9 @@ def test_full_tmpfs_then_freed_space_resumes_the_embedding_cache(small_disk, tmp
     assert resumed.encoded == len(texts) - 1000 * len(written)
     fresh = encode_texts(NumberedEncoder(256), texts, tmp_path / "fresh", shard_size=1000)
     assert np.array_equal(store.to_array(), fresh.to_array())
-    assert isinstance(EmbeddingStore(folder), EmbeddingStore) and hidden_entries(folder) == []
+    # the folder reopened alone holds the same vectors, and no temporary file is left in it
+    assert np.array_equal(EmbeddingStore(folder).to_array(), fresh.to_array())
+    assert hidden_entries(folder) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +239,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from gear.search import SearchSettings, encode_texts, search
+from gear.evaluation.embeddings import encode_texts
+from gear.evaluation.search import SearchSettings, search
 from tests.reliability.conftest import NumberedEncoder
 
 N, DIM, SHARD, BUDGET_MB = 300_000, 128, 20_000, 48

@@ -1,6 +1,6 @@
 """Point 1: training survives a kill.
 
-A real ``python -m gear.train`` process (tiny BERT, 12 optimizer steps, a state checkpoint every
+A real ``python -m gear.training.trainer`` process (tiny BERT, 12 optimizer steps, a state checkpoint every
 2) is killed with SIGKILL, as a pre-empted or failed node kills it, and the same command is run
 again. It must resume from the newest whole checkpoint and end with exactly the weights, the
 per-step losses and the retrieval metrics of a run that never stopped (CPU, bitwise).
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.slow
 # SIGKILL, an OOM kill or a power loss in the middle of torch.save leaves.
 DIE_DURING_SAVE = r"""
 import os, signal, sys, torch
-import gear.train
+import gear.training.trainer
 
 die_on, calls, real_save = int(os.environ["DIE_ON_SAVE"]), [0], torch.save
 
@@ -60,14 +60,14 @@ def save_then_die(obj, f, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
 torch.save = save_then_die
-gear.train.main(sys.argv[1:])
+gear.training.trainer.main(sys.argv[1:])
 """
 
 
 def train_command(setup: SimpleNamespace, out: Path) -> list[str]:
     return [
         "-m",
-        "gear.train",
+        "gear.training.trainer",
         "--config",
         str(setup.config_file),
         "--variant",
@@ -115,7 +115,8 @@ def checkpoints(state: Path) -> dict[int, bool]:
 
 
 def retrieval_metrics(model_dir: Path, corpus: Path, queries: Path, settings, out_json: Path) -> dict:
-    from gear.evaluate import EvalDataset, evaluate_retrieval
+    from gear.evaluation.dataset import EvalDataset
+    from gear.evaluation.retrieval import evaluate_retrieval
     from gear.inference import GearEncoder
 
     data = EvalDataset.load("squad", corpus, queries)
@@ -126,7 +127,7 @@ def retrieval_metrics(model_dir: Path, corpus: Path, queries: Path, settings, ou
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_bert_path, _mini_config):
     """The uninterrupted reference run (same command, same CPU thread count), and its metrics."""
-    from gear.evaluate import EvaluateSettings
+    from gear.evaluation.settings import EvaluateSettings
 
     root = tmp_path_factory.mktemp("kill")
     triples = write_triples(root / "triples.jsonl")

@@ -2,7 +2,7 @@
 
 ``write_results`` fills a results folder the way the evaluation stage does: one result JSON per
 (model, data set, task) with per-query arrays whose means and bootstrap intervals come from
-:mod:`gear.metrics`, stats.json files, training triples, layer and epoch analyses. Values are
+:mod:`gear.evaluation.metrics`, stats.json files, training triples, layer and epoch analyses. Values are
 drawn from a seeded generator around chosen means, so a test knows what each table must show.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gear.evaluation.metrics import summarize
 from gear.io import write_json
 from gear.layout import QA_DATASETS, Layout
-from gear.metrics import summarize
 
 N_QUERIES = 60
 

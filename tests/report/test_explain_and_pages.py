@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from data_prep.normalized import Query
+from gear.evaluation import explain_data as ED
+from gear.evaluation import figure3_data as FD
 from gear.io import DataFormatError, write_jsonl
 from gear.report import explain as E
-from gear.report import figure_data as FD
 from gear.report import pages
 from tests.report.conftest import explain_fixture
 
@@ -62,19 +63,19 @@ def _q(qid, doc, text, target, fine=True, units=(0,)):
 
 def test_sample_queries_is_seeded_and_prefers_localizable():
     queries = [_q(f"q{i}", "d", f"t{i}", "a", fine=i % 2 == 0) for i in range(20)]
-    a = E.sample_queries(queries, 4, seed=7)
-    assert a == E.sample_queries(list(reversed(queries)), 4, seed=7)
+    a = ED.sample_queries(queries, 4, seed=7)
+    assert a == ED.sample_queries(list(reversed(queries)), 4, seed=7)
     assert all(q.fine_grained for q in a) and len(a) == 4
-    assert len(E.sample_queries(queries, 15, seed=7)) == 15  # topped up from the others
+    assert len(ED.sample_queries(queries, 15, seed=7)) == 15  # topped up from the others
 
 
 def test_read_run(tmp_path):
     path = tmp_path / "run.tsv"
     path.write_text("q1 Q0 d2 2 0.5 GeAR\nq1 Q0 d1 1 0.9 GeAR\nq2 Q0 d3 1 0.7 GeAR\n")
-    assert E.read_run(path, {"q1"}) == {"q1": [("d1", 1, 0.9), ("d2", 2, 0.5)]}
+    assert ED.read_run(path, {"q1"}) == {"q1": [("d1", 1, 0.9), ("d2", 2, 0.5)]}
     path.write_text("q1 Q0 d2 2 0.5\n")
     with pytest.raises(DataFormatError, match=r"run\.tsv:1: expected 6 fields"):
-        E.read_run(path, {"q1"})
+        ED.read_run(path, {"q1"})
 
 
 def test_figure3_example_choice_and_top_tokens(tmp_path):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gear.evaluation.explain_data import explain_data
+from gear.evaluation.figure3_data import figure3_data
 from gear.io import read_json, write_jsonl
-from gear.report.explain import explain_data, render_explain_page
-from gear.report.figure_data import figure3_data
+from gear.report.explain import render_explain_page
 from gear.report.figures import draw_figure3, render_figure3_html
 
 DOCS = [
@@ -36,7 +37,7 @@ def tiny_gear(tmp_path_factory, minilm_path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from gear.modeling import build_from_bert
+    from gear.model.modeling import build_from_bert
 
     bert = tmp_path_factory.mktemp("tiny_bert")
     config = BertConfig(
@@ -119,8 +120,11 @@ def test_figure3_data_from_a_model(tiny_gear, dataset, tmp_path):
         assert weights == sorted(weights, reverse=True)
         for token in query["top"]:
             assert text[token["start"] : token["end"]] == token["text"] and token["end"] > token["start"]
-    _width, _height = draw_figure3(data, [tmp_path / "f.png"], dpi=30)
-    assert (tmp_path / "f.png").stat().st_size > 0
+    width, height = draw_figure3(data, [tmp_path / "f.png"], dpi=30)
+    png = (tmp_path / "f.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"  # a PNG, written whole
+    pixels = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert pixels == pytest.approx((width * 30, height * 30), abs=2)  # the figure drawn, at that dpi
     assert "Query 2" in render_figure3_html(data)
 
 

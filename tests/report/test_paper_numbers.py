@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gear.io import DataFormatError
-from gear.report.tables import PaperNumbers
+from gear.report.tables.paper import PaperNumbers
 
 DATASETS = ["squad", "nq", "triviaqa", "paq", "rir"]
 

@@ -9,9 +9,23 @@ import re
 import numpy as np
 import pytest
 
+from gear.evaluation.metrics import bootstrap_indices, paired_bootstrap_pvalue
 from gear.io import DataFormatError, read_json, write_json
-from gear.metrics import bootstrap_indices, paired_bootstrap_pvalue
-from gear.report import tables as T
+from gear.report.tables.jobs import make_significance_tables, make_stats_tables
+from gear.report.tables.metric_tables import build_metric_table
+from gear.report.tables.paper import PaperNumbers
+from gear.report.tables.results import load_results, task_metrics
+from gear.report.tables.significance import build_significance_tables, paired_arrays
+from gear.report.tables.stats import count_lines
+from gear.report.tables.text import (
+    AT_LENGTH,
+    MARK_OUTSIDE,
+    MARK_WITHIN,
+    NOT_IN_PAPER,
+    NOT_RUN,
+    REFERENCE_ROWS,
+)
+from gear.report.tables.writers import to_markdown, write_tables
 from tests.report.conftest import write_results, write_stats, write_train
 
 RUN_DATASETS = ["squad", "nq", "rir"]  # triviaqa and paq not evaluated by this run
@@ -41,12 +55,10 @@ def _paths(layout, models, task):
 
 
 def _table(layout, models, task, table, tolerance=0.02, show_ci=False):
-    metrics = {d: T.task_metrics(task, d, EVALUATE) for d in RUN_DATASETS}
-    results = T.load_results(_paths(layout, models, task), task)
+    metrics = {d: task_metrics(task, d, EVALUATE) for d in RUN_DATASETS}
+    results = load_results(_paths(layout, models, task), task)
     run_models = [(m.name, m.group) for m in models if task in m.tasks]
-    return T.build_metric_table(
-        table, T.PaperNumbers.load(), run_models, metrics, results, tolerance, show_ci
-    )
+    return build_metric_table(table, PaperNumbers.load(), run_models, metrics, results, tolerance, show_ci)
 
 
 def test_table_1_rows_columns_values_marks(layout, run):
@@ -77,18 +89,18 @@ def test_table_1_rows_columns_values_marks(layout, run):
     assert cell.value == pytest.approx(written[("GeAR", "squad", "retrieval")]["metrics"]["R@5"])
     assert cell.paper == 0.883
     assert cell.difference == pytest.approx(53 / 60 - 0.883)
-    assert cell.within is True and T.MARK_WITHIN in cell.text()
+    assert cell.within is True and MARK_WITHIN in cell.text()
     off = table.cell("GeAR", "M@5", "SQuAD")
-    assert off.within is False and T.MARK_OUTSIDE in off.text()
+    assert off.within is False and MARK_OUTSIDE in off.text()
     assert "−0.062" in off.text()  # 0.700 - 0.762
     # The run's model the paper lacks: value, no paper value, no mark.
     mini = table.cell("MiniLM", "R@5", "SQuAD")
-    assert mini.paper is None and mini.within is None and mini.text().endswith(T.NOT_IN_PAPER)
+    assert mini.paper is None and mini.within is None and mini.text().endswith(NOT_IN_PAPER)
     # Missing results are shown as such: a data set the run skipped, a model the run lacks,
     # a result the run did not produce.
     for row, top in (("GeAR", "TriviaQA"), ("SBERT", "SQuAD"), ("GeAR", "NQ")):
         missing = table.cell(row, "R@5", top)
-        assert missing.value is None and missing.text().startswith(T.NOT_RUN)
+        assert missing.value is None and missing.text().startswith(NOT_RUN)
         assert missing.paper is not None
     # GeAR_CL's row carries the note that the paper labels it "GeAR"; ACL note under the table.
     assert table.row("GeAR_CL").marks
@@ -101,7 +113,7 @@ def test_table_2_typo_footnote_and_table_3_points(layout, run):
     assert "GeAR_CL" not in [r.label for r in t2.rows]  # no localization task: no row
     typo = t2.cell("SBERT_RT", "M@3", "RIR")
     assert typo.paper == 0.991 and typo.marks == ["a"]
-    md = T.to_markdown(t2)
+    md = to_markdown(t2)
     assert "0.991[a]" in md and re.search(r"^\[a\] Printed as 0\.991", md, re.M)
 
     t3 = _table(layout, models, "generation", "table_3", tolerance=2.0)
@@ -127,7 +139,7 @@ def test_renderings_latex_csv_html(layout, run, tmp_path):
     models, _written = run
     table = _table(layout, models, "retrieval", "table_1")
     outputs = {fmt: tmp_path / f"t1.{fmt}" for fmt in ("md", "tex", "csv", "html")}
-    T.write_tables(table, outputs)
+    write_tables(table, outputs)
 
     tex = outputs["tex"].read_text()
     for rule in ("\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-3}"):
@@ -169,17 +181,17 @@ def test_bad_results_fail_naming_the_file(layout, run):
     with pytest.raises(DataFormatError, match="not a fraction"):
         _table(layout, models, "retrieval", "table_1")
     with pytest.raises(DataFormatError, match="expected 'localization'"):
-        T.load_results([path], "localization")
+        load_results([path], "localization")
 
 
 def test_significance_matches_the_metrics_module(layout, run):
     models, written = run
     results = {
-        task: T.load_results(_paths(layout, models, task), task)
+        task: load_results(_paths(layout, models, task), task)
         for task in ("retrieval", "localization", "generation")
     }
-    metrics = {task: {d: T.task_metrics(task, d, EVALUATE) for d in RUN_DATASETS} for task in results}
-    tables = T.build_significance_tables(results, metrics, "GeAR", RUN_MODELS, 200, 12345, 0.95)
+    metrics = {task: {d: task_metrics(task, d, EVALUATE) for d in RUN_DATASETS} for task in results}
+    tables = build_significance_tables(results, metrics, "GeAR", RUN_MODELS, 200, 12345, 0.95)
     assert [t.key for t in tables] == [
         "significance_retrieval",
         "significance_localization",
@@ -202,19 +214,19 @@ def test_significance_aligns_queries_and_refuses_different_sets(layout, run):
     obj = read_json(path)
     order = np.random.default_rng(1).permutation(len(obj["per_query"]["query_id"]))
     shuffled = {k: [v[i] for i in order] for k, v in obj["per_query"].items()}
-    ref = T.load_results([layout.eval_json("GeAR", "squad", "retrieval")], "retrieval")[("GeAR", "squad")]
-    _a1, b1 = T.paired_arrays(ref, obj, "R@5")
-    _a2, b2 = T.paired_arrays(ref, {**obj, "per_query": shuffled}, "R@5")
+    ref = load_results([layout.eval_json("GeAR", "squad", "retrieval")], "retrieval")[("GeAR", "squad")]
+    _a1, b1 = paired_arrays(ref, obj, "R@5")
+    _a2, b2 = paired_arrays(ref, {**obj, "per_query": shuffled}, "R@5")
     np.testing.assert_array_equal(b1, b2)
     obj["per_query"]["query_id"][0] = "another-query"
     with pytest.raises(DataFormatError, match="not the same queries"):
-        T.paired_arrays(ref, obj, "R@5")
+        paired_arrays(ref, obj, "R@5")
 
 
 def test_significance_with_one_model_says_so(layout, registry, tmp_path):
     write_results(layout, [registry["GeAR"]], ["squad"])
     outputs = {fmt: tmp_path / f"s.{fmt}" for fmt in ("md", "tex", "csv", "html")}
-    tables = T.make_significance_tables(
+    tables = make_significance_tables(
         {"retrieval": [layout.eval_json("GeAR", "squad", "retrieval")]},
         {"retrieval": {"squad": ["R@5", "M@5"]}},
         "GeAR",
@@ -229,7 +241,7 @@ def test_stats_tables(layout, tmp_path):
     write_stats(layout, RUN_DATASETS)
     write_train(layout, "qar", 7)
     outputs = {f"table_{n}": {fmt: tmp_path / f"table_{n}.{fmt}" for fmt in ("md", "csv")} for n in (5, 6, 7)}
-    t5, t6, t7 = T.make_stats_tables(
+    t5, t6, t7 = make_stats_tables(
         [layout.stats(d) for d in RUN_DATASETS], {"qar": layout.train_triples("qar")}, outputs
     )
     assert t5.cell("QAR", "Training triples").value == 7
@@ -251,17 +263,17 @@ def test_count_lines(tmp_path):
 
     path = tmp_path / "x.jsonl"
     path.write_bytes(b'\n{"a": 1}\n\n\n  \n{"a": 2}\r\n{"a": 3}')
-    assert T.count_lines(path) == 3 == len(read_jsonl(path))
+    assert count_lines(path) == 3 == len(read_jsonl(path))
     for chunk in (1, 2, 3, 5, 8):
-        assert T.count_lines(path, chunk=chunk) == 3, chunk
+        assert count_lines(path, chunk=chunk) == 3, chunk
     path.write_bytes(b"")
-    assert T.count_lines(path) == 0
+    assert count_lines(path) == 0
     path.write_bytes(b"\n".join(b'{"i": %d}' % i for i in range(1000)) + b"\n")
-    assert T.count_lines(path, chunk=7) == 1000
+    assert count_lines(path, chunk=7) == 1000
 
 
 def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
-    """GeAR's localization results carry the unit-length and random references (gear.evaluate):
+    """GeAR's localization results carry the unit-length and random references (gear.evaluation.evaluate):
     Table 2 prints them as rows, and a GeAR cell at or below unit length says so."""
     models, _ = run
     for dataset, length in (("squad", 0.99), ("rir", 0.10)):  # squad: GeAR below length; rir: above
@@ -274,12 +286,12 @@ def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
         }
         write_json(path, obj)
     t2 = _table(layout, models, "localization", "table_2")
-    assert [r.label for r in t2.rows][-2:] == list(T.REFERENCE_ROWS.values())
-    assert t2.cell(T.REFERENCE_ROWS["unit_length"], "R@1", "SQuAD").value == pytest.approx(0.99)
-    assert t2.cell(T.REFERENCE_ROWS["random"], "R@3", "RIR").value == pytest.approx(0.25)
-    assert t2.cell(T.REFERENCE_ROWS["random"], "R@1", "NQ").value is None  # GeAR's NQ result has none
-    assert t2.cell("GeAR", "R@1", "SQuAD").flag == T.AT_LENGTH
+    assert [r.label for r in t2.rows][-2:] == list(REFERENCE_ROWS.values())
+    assert t2.cell(REFERENCE_ROWS["unit_length"], "R@1", "SQuAD").value == pytest.approx(0.99)
+    assert t2.cell(REFERENCE_ROWS["random"], "R@3", "RIR").value == pytest.approx(0.25)
+    assert t2.cell(REFERENCE_ROWS["random"], "R@1", "NQ").value is None  # GeAR's NQ result has none
+    assert t2.cell("GeAR", "R@1", "SQuAD").flag == AT_LENGTH
     assert t2.cell("GeAR", "R@3", "RIR").flag == ""
     assert t2.cell("SBERT_RT", "R@1", "SQuAD").flag == ""  # only results that carry the reference
-    md = T.to_markdown(t2)
-    assert f"[{T.AT_LENGTH}]" in md and "Trivial references" in md
+    md = to_markdown(t2)
+    assert f"[{AT_LENGTH}]" in md and "Trivial references" in md

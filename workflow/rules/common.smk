@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from baselines.registry import load_registry, select_models
 from gear.config import validate_config
 from gear.layout import DATASETS, Layout, scenario_of
-from gear.plan import plan_models
+from gear.workflow.plan import plan_models
 
 validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 L = Layout.from_config(config)

@@ -5,10 +5,10 @@
 # One job per (model, scenario): it loads the model once and writes one result file per (data
 # set, task), R/eval/{model}/{dataset}/{task}.json (+ run.tsv, + R/analysis/layers for GeAR).
 # Start-up and model loading dominate small test sets, so this keeps the mini run short; at paper
-# scale a job is a model's full evaluation on one GPU. The work is in gear/evaluate.py
-# (run_model, EvaluationPlan); params carry only the config sections a job reads, so editing
-# training or report settings reruns no evaluation.
-from gear.evaluate import EvaluationPlan
+# scale a job is a model's full evaluation on one GPU. The work is in gear/evaluation/evaluate.py
+# (run_model), the planning in gear/workflow/evaluation_plan.py (EvaluationPlan); params carry only
+# the config sections a job reads, so editing training or report settings reruns no evaluation.
+from gear.workflow.evaluation_plan import EvaluationPlan
 
 EVAL = EvaluationPlan(config, MODELS, L)
 
@@ -40,6 +40,7 @@ for _model, _scenario in EVAL.jobs():
             entry=EVAL.entry(_model),
             cfg=EVAL.job_config(_model),
             scenario=_scenario,
+            datasets=EVAL.job_datasets(_scenario),
         script:
             "../scripts/evaluate_model.py"
 

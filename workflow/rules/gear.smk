@@ -1,6 +1,6 @@
 # GeAR training (paper 3.4, Appendix C, SPEC 5): one model per variant (a key of train.variants:
 # GeAR, GeAR_CL) and scenario (qar: PAQ triples, rir: synthesized triples). The work is in
-# gear/train.py; workflow/scripts/train_gear.py is glue.
+# gear/training/trainer.py; workflow/scripts/train_gear.py is glue.
 #
 # Resuming: the training state R/models/{model}/{scenario}/state (step checkpoints and the kept
 # epoch models) is deliberately NOT an output. Snakemake deletes the outputs of a failed or killed
@@ -9,7 +9,7 @@
 #
 # Several GPUs: give the job more than one GPU, e.g.
 #   snakemake --cores all --set-resources train_gear:gpu=4 reproduce_all
-# and the script launches `torchrun --standalone --nproc_per_node 4 -m gear.train ...` (one
+# and the script launches `torchrun --standalone --nproc_per_node 4 -m gear.training.trainer ...` (one
 # process per GPU, DDP over nccl; gloo on CPU). train.scenarios.<s>.batch_size stays per process,
 # so the global batch grows with the GPUs, and train.queue_size must be a multiple of batch x GPUs
 # (the paper: 48 x 16 and 16 x 16 both divide 57,600). On a cluster the profile maps gpu=N to the

@@ -26,13 +26,9 @@ from gear.report.pages import (
     report_gear,
     report_targets,
 )
-from gear.report.tables import (
-    PAPER_NUMBERS,
-    TASK_OF_TABLE,
-    task_inputs,
-    task_metric_names,
-    task_models,
-)
+from gear.report.tables.jobs import task_inputs, task_metric_names, task_models
+from gear.report.tables.paper import PAPER_NUMBERS
+from gear.report.tables.text import TASK_OF_TABLE
 
 P = L.reports
 FIGURE_DPI = 200
@@ -43,95 +39,42 @@ TRAIN_SCENARIOS = sorted({scenario_of(d) for d in EVAL_DATASETS})
 all_report_targets = functools.partial(report_targets, config, MODELS, P)
 
 
-rule table_1:
-    input:
-        paper=PAPER_NUMBERS,
-        results=task_inputs("retrieval", MODELS, EVAL_DATASETS, L),
-    output:
-        md=P / "table_1.md",
-        tex=P / "table_1.tex",
-        csv=P / "table_1.csv",
-        html=report(
-            P / "table_1.html",
-            caption="../report/table_1.rst",
-            category="Tables",
-            subcategory="Results",
-        ),
-    log:
-        L.log("reports", "table_1"),
-    benchmark:
-        L.benchmark("reports", "table_1")
-    conda:
-        "../../environment.yml"
-    params:
-        table="table_1",
-        models=task_models("retrieval", MODELS),
-        metrics=task_metric_names("retrieval", EVAL_DATASETS, config["evaluate"]),
-        tolerance=config["reports"]["tolerance"],
-        show_ci=config["reports"]["show_ci"],
-    script:
-        "../scripts/report_table.py"
+# Tables 1-3: one rule each (table_1, table_2, table_3), the same but for the task they show.
+for _table, _task in TASK_OF_TABLE.items():
 
-
-rule table_2:
-    input:
-        paper=PAPER_NUMBERS,
-        results=task_inputs("localization", MODELS, EVAL_DATASETS, L),
-    output:
-        md=P / "table_2.md",
-        tex=P / "table_2.tex",
-        csv=P / "table_2.csv",
-        html=report(
-            P / "table_2.html",
-            caption="../report/table_2.rst",
-            category="Tables",
-            subcategory="Results",
-        ),
-    log:
-        L.log("reports", "table_2"),
-    benchmark:
-        L.benchmark("reports", "table_2")
-    conda:
-        "../../environment.yml"
-    params:
-        table="table_2",
-        models=task_models("localization", MODELS),
-        metrics=task_metric_names("localization", EVAL_DATASETS, config["evaluate"]),
-        tolerance=config["reports"]["tolerance"],
-        show_ci=config["reports"]["show_ci"],
-    script:
-        "../scripts/report_table.py"
-
-
-rule table_3:
-    input:
-        paper=PAPER_NUMBERS,
-        results=task_inputs("generation", MODELS, EVAL_DATASETS, L),
-    output:
-        md=P / "table_3.md",
-        tex=P / "table_3.tex",
-        csv=P / "table_3.csv",
-        html=report(
-            P / "table_3.html",
-            caption="../report/table_3.rst",
-            category="Tables",
-            subcategory="Results",
-        ),
-    log:
-        L.log("reports", "table_3"),
-    benchmark:
-        L.benchmark("reports", "table_3")
-    conda:
-        "../../environment.yml"
-    params:
-        table="table_3",
-        models=task_models("generation", MODELS),
-        metrics=task_metric_names("generation", EVAL_DATASETS, config["evaluate"]),
-        # Table 3 is printed in points, so its tolerance is in points too.
-        tolerance=config["reports"]["tolerance_generation"],
-        show_ci=config["reports"]["show_ci"],
-    script:
-        "../scripts/report_table.py"
+    rule:
+        name:
+            _table
+        input:
+            paper=PAPER_NUMBERS,
+            results=task_inputs(_task, MODELS, EVAL_DATASETS, L),
+        output:
+            md=P / f"{_table}.md",
+            tex=P / f"{_table}.tex",
+            csv=P / f"{_table}.csv",
+            html=report(
+                P / f"{_table}.html",
+                caption=f"../report/{_table}.rst",
+                category="Tables",
+                subcategory="Results",
+            ),
+        log:
+            L.log("reports", _table),
+        benchmark:
+            L.benchmark("reports", _table)
+        conda:
+            "../../environment.yml"
+        params:
+            table=_table,
+            models=task_models(_task, MODELS),
+            metrics=task_metric_names(_task, EVAL_DATASETS, config["evaluate"]),
+            # Table 3 is printed in points, so its tolerance is in points too.
+            tolerance=config["reports"][
+                "tolerance_generation" if _task == "generation" else "tolerance"
+            ],
+            show_ci=config["reports"]["show_ci"],
+        script:
+            "../scripts/report_table.py"
 
 
 rule table_stats:

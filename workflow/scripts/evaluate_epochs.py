@@ -1,8 +1,8 @@
-"""Snakemake glue for rule epoch_analysis: see gear.evaluate.run_epoch_analysis."""
+"""Snakemake glue for rule epoch_analysis: see gear.evaluation.evaluate.run_epoch_analysis."""
 
 import torch
 
-from gear.evaluate import run_epoch_analysis
+from gear.evaluation.evaluate import run_epoch_analysis
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821

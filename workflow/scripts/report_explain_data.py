@@ -1,9 +1,9 @@
-"""Snakemake glue for rule explain_data: see gear.report.explain.explain_data."""
+"""Snakemake glue for rule explain_data: see gear.evaluation.explain_data.explain_data."""
 
 import torch
 
+from gear.evaluation.explain_data import explain_data
 from gear.logs import setup_logging
-from gear.report.explain import explain_data
 
 setup_logging(snakemake.log[0])  # noqa: F821
 torch.set_num_threads(max(1, snakemake.threads))  # noqa: F821

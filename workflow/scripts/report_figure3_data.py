@@ -1,9 +1,9 @@
-"""Snakemake glue for rule figure_3_data: see gear.report.figure_data.figure3_data."""
+"""Snakemake glue for rule figure_3_data: see gear.evaluation.figure3_data.figure3_data."""
 
 import torch
 
+from gear.evaluation.figure3_data import figure3_data
 from gear.logs import setup_logging
-from gear.report.figure_data import figure3_data
 
 setup_logging(snakemake.log[0])  # noqa: F821
 torch.set_num_threads(max(1, snakemake.threads))  # noqa: F821

@@ -1,7 +1,7 @@
-"""Snakemake glue for rule table_significance: see gear.report.tables.make_significance_tables."""
+"""Snakemake glue for rule table_significance: see gear.report.tables.jobs.make_significance_tables."""
 
 from gear.logs import setup_logging
-from gear.report.tables import make_significance_tables
+from gear.report.tables.jobs import make_significance_tables
 
 setup_logging(snakemake.log[0])  # noqa: F821
 make_significance_tables(

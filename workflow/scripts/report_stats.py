@@ -1,7 +1,7 @@
-"""Snakemake glue for rule table_stats (Tables 5-7): see gear.report.tables.make_stats_tables."""
+"""Snakemake glue for rule table_stats (Tables 5-7): see gear.report.tables.jobs.make_stats_tables."""
 
 from gear.logs import setup_logging
-from gear.report.tables import make_stats_tables
+from gear.report.tables.jobs import make_stats_tables
 
 setup_logging(snakemake.log[0])  # noqa: F821
 make_stats_tables(

@@ -1,7 +1,7 @@
-"""Snakemake glue for rules table_1, table_2, table_3: see gear.report.tables.make_metric_table."""
+"""Snakemake glue for rules table_1, table_2, table_3: see gear.report.tables.jobs.make_metric_table."""
 
 from gear.logs import setup_logging
-from gear.report.tables import make_metric_table
+from gear.report.tables.jobs import make_metric_table
 
 setup_logging(snakemake.log[0])  # noqa: F821
 make_metric_table(

@@ -1,7 +1,7 @@
 """Snakemake glue for rule train_bge_rt: see baselines.retrain_bge.retrain_bge."""
 
-from baselines.registry import local_model_folder
 from baselines.retrain_bge import retrain_bge
+from gear.hub import local_model_folder
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821

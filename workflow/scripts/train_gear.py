@@ -1,9 +1,9 @@
-"""Snakemake glue for rule train_gear: see gear.train.train_gear (torchrun when resources.gpu > 1)."""
+"""Snakemake glue for rule train_gear: see gear.training.trainer.train_gear (torchrun when resources.gpu > 1)."""
 
 from pathlib import Path
 
 from gear.logs import setup_logging
-from gear.train import launch_training
+from gear.training.trainer import launch_training
 
 setup_logging(snakemake.log[0])  # noqa: F821
 launch_training(

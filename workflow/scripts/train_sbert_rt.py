@@ -2,8 +2,8 @@
 
 import torch
 
-from baselines.registry import local_model_folder
 from baselines.retrain_sbert import retrain_sbert
+from gear.hub import local_model_folder
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821

@@ -43,7 +43,7 @@ an explicit name mapping and reports what was newly initialised and which checkp
 unused. Saving and loading use a Hugging Face style folder (``config.json``,
 ``model.safetensors``, tokenizer files with ``[DEC]``): :meth:`GearModel.save_pretrained`,
 :meth:`GearModel.from_pretrained`. The momentum encoders, queues and temperature used in training
-live in ``gear.train.GearTrainingModule``, not here.
+live in ``gear.training.objectives.GearTrainingModule``, not here.
 
 Example:
     >>> model, tokenizer, report = build_from_bert("path/to/bert")  # doctest: +SKIP
@@ -842,7 +842,7 @@ class CrossAttentionInit:
 
     The paper does not say how the blocks that no BERT checkpoint provides are initialised; these
     are the suite's choices, made by measurement (``tests/gear/test_learnability.py``,
-    ``python -m gear.squad_check``, BENCHMARKS.md "Making GeAR learn", README "Faithfulness
+    ``python -m gear.tools.squad_check``, BENCHMARKS.md "Making GeAR learn", README "Faithfulness
     notes"). BERT's own recipe (every weight normal with std 0.02) leaves a block whose value and
     output projections shrink what it reads by about (0.02 x sqrt(hidden))^2 (40-fold at hidden
     64, 7-fold at MiniLM's 384) and whose attention is uniform: the document reaches the fusion

@@ -13,7 +13,7 @@ to ``OUT/summary.json``; a Markdown table for BENCHMARKS.md is printed.
 
 Usage::
 
-    python -m gear.squad_baseline --squad /work/shared/data/squad/dev-v1.1.json \\
+    python -m gear.tools.squad_baseline --squad /work/shared/data/squad/dev-v1.1.json \\
         [--config config/mini.yaml] [--out results/squad_baseline] [--threads 2]
 """
 
@@ -28,12 +28,18 @@ import sys
 import time
 from pathlib import Path
 
+from baselines.registry import build_encoder, load_registry
+from data_prep.squad import build_squad
 from gear.config import REPO_ROOT, load_config
+from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
+from gear.evaluation.retrieval import evaluate_retrieval
+from gear.evaluation.settings import EvaluateSettings
 from gear.io import write_json
 from gear.layout import Layout
 from gear.logs import setup_logging
 
-log = logging.getLogger("gear.squad_baseline")
+log = logging.getLogger("gear.tools.squad_baseline")
 
 
 def run_squad_baseline(
@@ -49,16 +55,6 @@ def run_squad_baseline(
         model: registry entry to evaluate.
     """
     import torch
-
-    from baselines.registry import build_encoder, load_registry
-    from data_prep.squad import build_squad
-    from gear.evaluate import (
-        BiEncoderUnitScorer,
-        EvalDataset,
-        EvaluateSettings,
-        evaluate_localization,
-        evaluate_retrieval,
-    )
 
     torch.set_num_threads(threads)
     squad, out = Path(squad), Path(out)
@@ -116,7 +112,7 @@ def run_squad_baseline(
     summary = {
         "command": " ".join(
             shlex.quote(a)
-            for a in [sys.executable.split("/")[-1], "-m", "gear.squad_baseline", *sys.argv[1:]]
+            for a in [sys.executable.split("/")[-1], "-m", "gear.tools.squad_baseline", *sys.argv[1:]]
         ),
         "model": model,
         "model_entry": registry[model].model,

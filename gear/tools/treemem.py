@@ -6,7 +6,7 @@ alive at the same moment. This samples the resident set size of the whole proces
 command and all its descendants) every ``interval`` seconds and keeps the largest sum, and the
 largest single process beside it. Samples miss peaks shorter than the interval.
 
-    python -m gear.bench run -- snakemake --cores all reproduce_all
+    python -m gear.tools.bench run -- snakemake --cores all reproduce_all
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def run_sampled(command: Sequence[str], interval: float = 0.2) -> TreeMemory:
         FileNotFoundError: the program does not exist.
     """
     if not command:
-        raise ValueError("no command given: python -m gear.bench run -- COMMAND [ARGS...]")
+        raise ValueError("no command given: python -m gear.tools.bench run -- COMMAND [ARGS...]")
     if interval <= 0:
         raise ValueError(f"--interval must be positive, got {interval}")
     start = time.perf_counter()

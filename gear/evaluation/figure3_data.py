@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.normalized import load_queries
+from gear.config import dataclass_from_mapping
+from gear.inference import LocalizationConfig, generate, load_gear, token_weights
 from gear.io import DataFormatError, iter_jsonl, require_fields, write_json
 
 log = logging.getLogger(__name__)
@@ -170,10 +173,6 @@ def figure3_data(
         title, text}, "queries": [{query_id, text, target, answers, relevant_units, generated,
         top: [...]}, ...], "wall_time_s"}``.
     """
-    from data_prep.normalized import load_queries
-    from gear.config import dataclass_from_mapping
-    from gear.inference import LocalizationConfig, generate, load_gear, token_weights
-
     started = time.time()
     queries = load_queries(queries_path)
     doc_id, pair = choose_example(_prefer_short(queries, corpus_path), seed)

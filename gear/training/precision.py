@@ -23,8 +23,8 @@
     ``_foreach_lerp_``, then a copy), because ``(1 - 0.995) x delta`` vanishes below bf16's
     resolution. The contrastive temperature stays float32 (it divides float32 logits), as do the
     feature queues (buffers, never converted); the similarities, the softmax targets and the
-    vocabulary cross-entropy run in float32 as under autocast (``gear.train``,
-    ``gear.modeling.lm_loss_sum``). What differs from autocast: activations between blocks
+    vocabulary cross-entropy run in float32 as under autocast (``gear.training.trainer``,
+    ``gear.model.modeling.lm_loss_sum``). What differs from autocast: activations between blocks
     (the residual stream, LayerNorm outputs) are bf16 rather than float32.
 
 Checkpoints and saved models always hold the float32 masters (:meth:`StepPrecision.fp32_weights`),
@@ -68,7 +68,7 @@ class StepPrecision:
     """The precision machinery of one training module (module docstring).
 
     Args:
-        module: the module whose parameters train (``gear.train.GearTrainingModule``); under
+        module: the module whose parameters train (``gear.training.objectives.GearTrainingModule``); under
             ``bf16-master`` its floating-point parameters are converted to bf16 in place.
         precision: one of :data:`PRECISIONS` (already resolved for the device,
             :func:`effective_precision`).

@@ -8,7 +8,7 @@ the table shows the epoch's mean training losses, test retrieval Recall@5 and MR
 inner-product search with the bi-encoder, and exact match of greedy generation on a sample of
 test pairs. Epoch 0 is the model as loaded from MiniLM (new cross-attention and decoder untrained).
 
-    python -m gear.squad_check --squad /work/shared/data/squad/dev-v1.1.json
+    python -m gear.tools.squad_check --squad /work/shared/data/squad/dev-v1.1.json
 
 Not a benchmark: a check of whether the training signal does on real text what the paper says
 (the LM loss falls, the cross-attention leaves uniform and finds the answer's sentence, the
@@ -34,8 +34,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.normalized import SentenceSplitter, relevant_units
+from data_prep.rir.postprocess import clean_query
+from data_prep.rir.rewrite import keyword_query
 from gear.config import REPO_ROOT, load_config
+from gear.evaluation.metrics import (
+    break_ties_at_random,
+    localization_metrics,
+    other_queries_scores,
+    qa_generation_metrics,
+    random_unit_scores,
+    retrieval_metrics,
+)
+from gear.hub import MINILM_ID, resolve_model
+from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
 from gear.io import read_json, write_jsonl
+from gear.model.modeling import build_from_bert
+from gear.training.settings import read_sections
+from gear.training.trainer import train_gear
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +102,6 @@ def sentence_triples(articles: list, count: int, seed: int) -> list[dict]:
     seeded), the document its paragraph and the target the sentence itself, as in the paper's RIR
     scenario. Sentences of fewer than 3 keywords are skipped; ``count`` are drawn at random
     (seeded) from the rest."""
-    from data_prep.normalized import SentenceSplitter
-    from data_prep.rir.postprocess import clean_query
-    from data_prep.rir.rewrite import keyword_query
 
     splitter = SentenceSplitter()
     triples = []
@@ -145,7 +158,6 @@ def sentence_similarity_scores(
 def localization_pairs(sample: list[dict]) -> tuple[list[str], list[str], list[list], list[list[int]]]:
     """(questions, paragraphs, sentence spans, relevant sentences) of the pairs whose answer lies in
     a sentence (SPEC 2: pysbd sentences, every sentence containing a gold answer is relevant)."""
-    from data_prep.normalized import SentenceSplitter, relevant_units
 
     splitter = SentenceSplitter()
     out: tuple[list, list, list, list] = ([], [], [], [])
@@ -171,17 +183,8 @@ def evaluate(
     references (unit length: what uniform attention gives; a seeded random ranking) with the mean
     normalised attention entropy, and generation.
 
-    Metrics are the suite's own (gear.metrics).
+    Metrics are the suite's own (gear.evaluation.metrics).
     """
-    from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
-    from gear.metrics import (
-        break_ties_at_random,
-        localization_metrics,
-        other_queries_scores,
-        qa_generation_metrics,
-        random_unit_scores,
-        retrieval_metrics,
-    )
 
     encoder = GearEncoder(model_dir, device="cpu")
     doc_vectors = encoder.encode_documents(documents, batch_size=16)
@@ -272,10 +275,6 @@ def scratch_bert(folder: Path, vocabulary_from: str, seed: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from gear.hub import MINILM_ID, resolve_model
-    from gear.metrics import localization_metrics
-    from gear.modeling import build_from_bert
-    from gear.train import read_sections, train_gear
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -7,7 +7,7 @@ whole list of tensors; views launch none), so the number of operators a step dis
 how many of them are dtype casts (``aten._to_copy``), tells how launch-bound a change leaves
 the step, and it can be measured on a CPU. The count is of operators, not of kernels: it
 says nothing of their size, and CPU autocast casts somewhat different operators than CUDA
-autocast does. ``gear.bench train`` reports it beside the timed figures.
+autocast does. ``gear.tools.bench train`` reports it beside the timed figures.
 
 Example:
     >>> counts = count_operators(lambda: model(x).sum().backward())  # doctest: +SKIP

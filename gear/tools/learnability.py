@@ -3,7 +3,7 @@
 Two synthetic tasks, written in real English words that are single tokens of bert-base-uncased's
 vocabulary, on which a tiny GeAR (a randomly initialised BERT of a few layers, the same start for
 all three stacks, as ``bert-base-uncased`` is in the paper) is trained through the suite's own
-trainer (:func:`gear.train.train_gear`: both losses, momentum encoders, queues) and evaluated by
+trainer (:func:`gear.training.trainer.train_gear`: both losses, momentum encoders, queues) and evaluated by
 the suite's own localization (:func:`gear.inference.localize_units`), generation
 (:func:`gear.inference.generate`) and metrics:
 
@@ -23,7 +23,7 @@ the suite's own localization (:func:`gear.inference.localize_units`), generation
 the trivial references; ``tests/gear/test_learnability.py`` asserts them and shows that the same
 training fails when the mechanism is broken (documents shuffled across queries).
 
-    python -m gear.learnability --task sentences
+    python -m gear.tools.learnability --task sentences
 
 Adding a task is one generator returning triples with ``units`` and ``relevant`` (for
 localization) and an entry in :data:`TASKS`.
@@ -44,7 +44,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gear.config import REPO_ROOT, load_config
+from gear.evaluation.metrics import (
+    break_ties_at_random,
+    localization_metrics,
+    qa_generation_metrics,
+    random_unit_scores,
+)
+from gear.hub import MINILM_ID, resolve_model
+from gear.inference import LocalizationConfig, generate, load_gear, localize_units
 from gear.io import write_jsonl
+from gear.model.modeling import build_from_bert
+from gear.training.settings import read_sections
+from gear.training.trainer import train_gear
 
 #: Single-token words (bert-base-uncased vocabulary, category names too), 8 per category.
 CATEGORIES: dict[str, list[str]] = {
@@ -237,13 +249,6 @@ def probe_config(base: dict, checkpoint: Path, settings: ProbeSettings) -> dict:
 def evaluate_probe(model_dir: Path, rows: list[dict], layer: int) -> dict[str, float]:
     """Exact match of greedy generation and, for tasks with units, cross-attention localization
     R@1 with its references (unit length, random) and the mean normalised attention entropy."""
-    from gear.inference import LocalizationConfig, generate, load_gear, localize_units
-    from gear.metrics import (
-        break_ties_at_random,
-        localization_metrics,
-        qa_generation_metrics,
-        random_unit_scores,
-    )
 
     model, tokenizer = load_gear(model_dir, device="cpu")
     queries, documents = [r["query"] for r in rows], [r["document"] for r in rows]
@@ -277,8 +282,6 @@ def run_probe(settings: ProbeSettings, base_config: dict, work: Path, tokenizer_
         ``{"initial": metrics, "trained": metrics, "seconds": training time}`` (see
         :func:`evaluate_probe`).
     """
-    from gear.modeling import build_from_bert
-    from gear.train import read_sections, train_gear
 
     task = TASKS[settings.task]
     work = Path(work)
@@ -319,8 +322,6 @@ def run_probe(settings: ProbeSettings, base_config: dict, work: Path, tokenizer_
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gear.config import REPO_ROOT, load_config
-    from gear.hub import MINILM_ID, resolve_model
 
     parser = argparse.ArgumentParser(description="GeAR learnability probe on a synthetic task")
     parser.add_argument("--task", choices=sorted(TASKS), default="sentences")
