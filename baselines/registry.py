@@ -25,8 +25,10 @@ workflow trained (``layout.final_model(entry.name, scenario)``), ``gear`` loads
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from baselines.adapters import ADAPTERS, EncoderSpec
@@ -64,6 +66,12 @@ class ModelEntry:
         """Whether the workflow trains this model (its weights come from ``R/models``)."""
         return self.kind in TRAINED_KINDS
 
+    def digest(self) -> str:
+        """A short hash of every field: a rule param that reruns a job when its entry is edited
+        (and only then), and that the job checks against the entry it loads."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
 
 def load_registry(path: str | Path) -> dict[str, ModelEntry]:
     """Load and validate the registry; errors name the entry and field."""
@@ -75,6 +83,29 @@ def load_registry(path: str | Path) -> dict[str, ModelEntry]:
         spec["tasks"] = tuple(spec["tasks"])
         entries[name] = ModelEntry(name=name, **spec)
     return entries
+
+
+def load_entry(path: str | Path, name: str, digest: str | None = None) -> ModelEntry:
+    """The entry ``name`` of the registry at ``path`` (how a workflow job gets its entry).
+
+    Args:
+        path: the registry file (config ``registry``).
+        name: the entry's name.
+        digest: :meth:`ModelEntry.digest` of the entry the workflow planned with, if any.
+
+    Raises:
+        ConfigError: no such entry, or the entry differs from the one planned with (the registry
+            changed after the workflow started).
+    """
+    registry = load_registry(path)
+    if name not in registry:
+        raise ConfigError(f"{path}: no registry entry {name!r}; the registry has {sorted(registry)}")
+    entry = registry[name]
+    if digest is not None and entry.digest() != digest:
+        raise ConfigError(
+            f"{path}: registry entry {name!r} changed after the workflow planned its jobs; rerun snakemake"
+        )
+    return entry
 
 
 def select_models(

@@ -72,15 +72,6 @@ def gear_layer_count(model) -> int:
     return int(model.config.num_hidden_layers)
 
 
-def _entry(entry):
-    """A registry entry from the dict a Snakemake rule passes (``dataclasses.asdict``)."""
-    if isinstance(entry, ModelEntry):
-        return entry
-    entry = dict(entry)
-    entry["tasks"] = tuple(entry["tasks"])
-    return ModelEntry(**entry)
-
-
 def _layout(cfg: dict) -> Layout:
     return Layout.from_config(cfg)
 
@@ -110,7 +101,7 @@ class _LayerScores:
 
 
 def run_model(
-    entry, cfg: dict, scenario: str, datasets: dict[str, tuple[str, str]], outputs: dict[str, str]
+    entry: ModelEntry, cfg: dict, scenario: str, datasets: dict[str, tuple[str, str]], outputs: dict[str, str]
 ) -> None:
     """One evaluation job: every task of one model on every data set of one scenario.
 
@@ -120,13 +111,12 @@ def run_model(
     configured layer and the layer analysis (Figure 4c).
 
     Args:
-        entry: the registry entry (or its dict, as a Snakemake param passes it).
+        entry: the registry entry (a Snakemake job loads it by name, ``baselines.registry.load_entry``).
         cfg: the config sections the job reads (``gear.workflow.evaluation_plan.job_config``).
         scenario: ``qar`` or ``rir``; trained models are the ones trained on it.
         datasets: data set -> (corpus path, queries path).
         outputs: ``gear.workflow.evaluation_plan.model_job_outputs`` keys -> paths.
     """
-    entry = _entry(entry)
     layout = _layout(cfg)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
     encoder = (
@@ -186,10 +176,9 @@ def run_model(
 
 
 def run_epoch_analysis(
-    entry, cfg: dict, scenario: str, epochs_root: str, corpus: str, queries: str, out_json: str
+    entry: ModelEntry, cfg: dict, scenario: str, epochs_root: str, corpus: str, queries: str, out_json: str
 ) -> dict:
     """The ``epoch_analysis`` rule: every epoch checkpoint of a GeAR variant on the scenario's data set."""
-    entry = _entry(entry)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
     dataset = cfg["evaluate"]["epoch_analysis"][scenario]
     data = EvalDataset.load(dataset, corpus, queries)

@@ -8,7 +8,6 @@ and this logic is tested without Snakemake.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,10 +164,12 @@ class EvaluationPlan:
             "queries": str(self.layout.queries(dataset)),
         }
 
-    def entry(self, model) -> dict:
-        """The registry entry as a plain dict (a rule param); ``model`` is a name or wildcards."""
+    def entry_digest(self, model) -> str:
+        """The registry entry's :meth:`~baselines.registry.ModelEntry.digest` (a rule param: editing
+        the entry reruns its jobs, editing another entry does not); ``model`` is a name or wildcards.
+        The job loads the entry itself by name (``baselines.registry.load_entry``)."""
         name = model if isinstance(model, str) else model.model
-        return dataclasses.asdict(self.models[name])
+        return self.models[name].digest()
 
     def job_config(self, model) -> dict:
         """The config sections the job reads (a rule param): :func:`job_config`."""

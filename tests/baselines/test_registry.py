@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from baselines.adapters import FlagEmbeddingEncoder, HFEncoder, SentenceTransformerEncoder
-from baselines.registry import ModelEntry, build_encoder, load_registry, select_models
+from baselines.registry import ModelEntry, build_encoder, load_entry, load_registry, select_models
 from gear.config import REPO_ROOT, ConfigError
 from gear.hub import ModelUnavailableError
 from gear.layout import Layout
@@ -54,6 +54,18 @@ def test_the_shipped_registry_loads():
     for entry in registry.values():
         if entry.kind in ("sentence_transformers", "hf_encoder", "flag_embedding"):
             assert entry.revision and len(entry.revision) == 40, f"{entry.name}: revision not pinned"
+
+
+def test_a_job_loads_its_entry_by_name_and_checks_the_planned_digest(tmp_path):
+    path = write_registry(tmp_path / "registry.yaml", Mine=BASE_ENTRY, Other=BASE_ENTRY)
+    planned = load_registry(path)["Mine"]
+    assert load_entry(path, "Mine", planned.digest()) == planned
+    write_registry(tmp_path / "registry.yaml", Mine={**BASE_ENTRY, "max_length": 64}, Other=BASE_ENTRY)
+    assert load_entry(path, "Other", load_registry(path)["Other"].digest()).max_length == 128
+    with pytest.raises(ConfigError, match="'Mine' changed after the workflow planned"):
+        load_entry(path, "Mine", planned.digest())
+    with pytest.raises(ConfigError, match="no registry entry 'Nope'"):
+        load_entry(path, "Nope")
 
 
 def test_unknown_kind_names_the_entry(tmp_path):

@@ -539,7 +539,7 @@ def test_evaluation_plan_patterns_and_inputs(config):
         "corpus": str(layout.corpus("paq")),
         "queries": str(layout.queries("paq")),
     }
-    assert plan.entry(wildcards)["kind"] == "sbert_rt"
+    assert plan.entry_digest(wildcards) == registry["SBERT_RT"].digest()
 
 
 @pytest.mark.slow

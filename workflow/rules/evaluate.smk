@@ -7,7 +7,9 @@
 # Start-up and model loading dominate small test sets, so this keeps the mini run short; at paper
 # scale a job is a model's full evaluation on one GPU. The work is in gear/evaluation/evaluate.py
 # (run_model), the planning in gear/workflow/evaluation_plan.py (EvaluationPlan); params carry only
-# the config sections a job reads, so editing training or report settings reruns no evaluation.
+# the config sections a job reads, so editing training or report settings reruns no evaluation. A
+# job loads its registry entry by name; the entry's digest in params reruns it when that entry
+# is edited (and only then).
 from gear.workflow.evaluation_plan import EvaluationPlan
 
 EVAL = EvaluationPlan(config, MODELS, L)
@@ -37,7 +39,9 @@ for _model, _scenario in EVAL.jobs():
         resources:
             gpu=1,
         params:
-            entry=EVAL.entry(_model),
+            model=_model,
+            registry=config["registry"],
+            entry=EVAL.entry_digest(_model),
             cfg=EVAL.job_config(_model),
             scenario=_scenario,
             datasets=EVAL.job_datasets(_scenario),
@@ -63,7 +67,8 @@ rule epoch_analysis:
     resources:
         gpu=1,
     params:
-        entry=EVAL.entry,
+        registry=config["registry"],
+        entry=EVAL.entry_digest,
         cfg=EVAL.job_config,
     script:
         "../scripts/evaluate_epochs.py"
