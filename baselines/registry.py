@@ -33,7 +33,7 @@ from pathlib import Path
 
 from baselines.adapters import ADAPTERS, EncoderSpec
 from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
-from gear.hub import local_model_folder, resolve_model
+from gear.hub import ModelSource, local_model_folder
 from gear.io import read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
@@ -144,7 +144,7 @@ def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -
     name = cfg["baselines"]["start_checkpoint"]
     if resolved and name in resolved:
         return resolved[name]
-    return resolve_model(name, cfg["model_paths"], cfg["allow_downloads"], cfg["model_revisions"].get(name))
+    return ModelSource.from_config(cfg).resolve(name, cfg["model_revisions"].get(name))
 
 
 def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
@@ -177,7 +177,7 @@ def encoder_spec(entry: ModelEntry, cfg: dict, scenario: str, layout):
         FileNotFoundError: a retrained model has not been trained yet (names the rule).
     """
     if entry.kind in PRETRAINED_KINDS:
-        resolved = resolve_model(entry.model, cfg["model_paths"], cfg["allow_downloads"], entry.revision)
+        resolved = ModelSource.from_config(cfg).resolve(entry.model, entry.revision)
         folder, revision = local_model_folder(resolved, entry.revision), entry.revision
     elif entry.kind in ("sbert_rt", "bge_rt"):
         folder, revision = str(_require_trained(entry, scenario, layout)), None

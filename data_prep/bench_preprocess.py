@@ -23,6 +23,7 @@ from pathlib import Path
 
 from data_prep.rir.preprocess import preprocess_wikipedia
 from gear.config import REPO_ROOT, load_config
+from gear.hub import ModelSource
 
 DEFAULT_SOURCE = REPO_ROOT / "data_prep" / "mini" / "wikipedia" / "enwiki-mini.jsonl"
 
@@ -74,7 +75,7 @@ def run(documents: int, workers: int, config: Path, source: Path, keep: Path | N
             data["rir"]["preprocess"],
             data["token_counter"],
             data["splitter"],
-            model_paths=load_config(config)["model_paths"],
+            model_source=ModelSource(load_config(config)["model_paths"]),
             workers=workers,
         )
     return {

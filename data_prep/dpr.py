@@ -42,6 +42,7 @@ from data_prep.normalized import (
     load_token_counter,
     qa_query,
 )
+from gear.hub import ModelSource
 from gear.io import DataFormatError, read_json, require_fields
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ def build_dpr(
     data_cfg: dict,
     dataset: str,
     *,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
 ) -> dict:
     """Build the NQ or TriviaQA test set in ``out_dir``.
 
@@ -107,7 +107,8 @@ def build_dpr(
         data_cfg: the config's ``data`` section (``splitter``, ``token_counter``,
             ``max_document_tokens`` are read).
         dataset: ``"nq"`` or ``"triviaqa"`` (the id prefix and the name in the statistics).
-        model_paths, allow_downloads: the config's top-level keys, to resolve the tokenizer.
+        model_source: where models come from (:class:`gear.hub.ModelSource`, built from the
+            config), to resolve the tokenizer; default: local folders and caches only.
 
     Returns:
         the statistics written to ``stats.json``.
@@ -121,7 +122,7 @@ def build_dpr(
     source = Path(source)
     prefix = DATASET_PREFIX[dataset]
     splitter = SentenceSplitter.from_config(data_cfg.get("splitter"))
-    counter = load_token_counter(data_cfg["token_counter"], model_paths, allow_downloads)
+    counter = load_token_counter(data_cfg["token_counter"], model_source)
     store = DocumentStore(prefix, splitter)
     skipped = SkipCounter()
     queries: list[Query] = []

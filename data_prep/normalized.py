@@ -45,7 +45,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from gear.hub import resolve_model
+from gear.hub import ModelSource
 from gear.io import (
     DataFormatError,
     disk_full_error,
@@ -315,20 +315,17 @@ def load_tokenizer_from(path: str) -> Any:
     return tokenizer
 
 
-def load_token_counter(
-    name: str, model_paths: dict[str, str] | None = None, allow_downloads: bool = False
-) -> TokenCounter:
+def load_token_counter(name: str, model_source: ModelSource | None = None) -> TokenCounter:
     """The ``data.token_counter`` tokenizer, resolved like every model of the suite.
 
     Args:
         name: hub id, local folder or ``model_paths`` key (config ``data.token_counter``).
-        model_paths: the config's top-level ``model_paths``.
-        allow_downloads: the config's top-level ``allow_downloads``.
+        model_source: where models come from (default: local folders and caches only).
 
     Raises:
         gear.hub.ModelUnavailableError: the tokenizer cannot be had offline.
     """
-    return TokenCounter(load_tokenizer_from(resolve_model(name, model_paths, allow_downloads)))
+    return TokenCounter(load_tokenizer_from((model_source or ModelSource()).resolve(name)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ from data_prep.normalized import (
     open_binary,
     relevant_units,
 )
+from gear.hub import ModelSource
 from gear.io import DataFormatError, atomic_open
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,7 @@ def build_paq(
     data_cfg: dict,
     seed: int,
     *,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
 ) -> dict:
     """Write the PAQ test set to ``out_dir`` and the QAR training triples to ``train_out``.
 
@@ -274,7 +274,8 @@ def build_paq(
         data_cfg: the config's ``data`` section (``paq.train_triples``, ``paq.test_documents``,
             ``paq.test_queries``, ``splitter``, ``token_counter``, ``max_document_tokens``).
         seed: the run's seed.
-        model_paths, allow_downloads: the config's top-level keys, to resolve the tokenizer.
+        model_source: where models come from (:class:`gear.hub.ModelSource`, built from the
+            config), to resolve the tokenizer; default: local folders and caches only.
 
     Returns:
         the statistics written to ``stats.json`` (with a ``train`` block for the triples).
@@ -287,7 +288,7 @@ def build_paq(
     paq_cfg = data_cfg["paq"]
     n_docs, n_queries, n_train = paq_cfg["test_documents"], paq_cfg["test_queries"], paq_cfg["train_triples"]
     splitter = SentenceSplitter.from_config(data_cfg.get("splitter"))
-    counter = load_token_counter(data_cfg["token_counter"], model_paths, allow_downloads)
+    counter = load_token_counter(data_cfg["token_counter"], model_source)
     max_tokens = data_cfg["max_document_tokens"]
     skipped = SkipCounter()
 

@@ -41,6 +41,7 @@ from data_prep.normalized import (
     load_token_counter,
     qa_query,
 )
+from gear.hub import ModelSource
 from gear.io import DataFormatError, read_json, require_fields
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def build_squad(
     data_cfg: dict,
     *,
     extra_corpus: Sequence[str | os.PathLike] = (),
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
 ) -> dict:
     """Build the SQuAD test set in ``out_dir`` (``corpus.jsonl``, ``queries.jsonl``, ``stats.json``).
 
@@ -104,7 +104,8 @@ def build_squad(
         data_cfg: the config's ``data`` section (``splitter``, ``token_counter``,
             ``max_document_tokens`` are read).
         extra_corpus: further SQuAD JSON files whose paragraphs join the corpus as distractors.
-        model_paths, allow_downloads: the config's top-level keys, to resolve the tokenizer.
+        model_source: where models come from (:class:`gear.hub.ModelSource`, built from the
+            config), to resolve the tokenizer; default: local folders and caches only.
 
     Returns:
         the statistics written to ``stats.json``.
@@ -115,7 +116,7 @@ def build_squad(
     """
     source = Path(source)
     splitter = SentenceSplitter.from_config(data_cfg.get("splitter"))
-    counter = load_token_counter(data_cfg["token_counter"], model_paths, allow_downloads)
+    counter = load_token_counter(data_cfg["token_counter"], model_source)
     store = DocumentStore("squad", splitter)
     skipped = SkipCounter()
     queries: list[Query] = []

@@ -14,6 +14,9 @@ of the config's ``model_paths`` mapping. :func:`resolve_model` turns it into a p
 Anything else raises :class:`ModelUnavailableError` naming the model and the fixes, before any
 work starts: the Snakefile resolves every model a run needs while it plans the DAG.
 
+:class:`ModelSource` holds the two config keys that resolution reads (``model_paths``,
+``allow_downloads``), built once from the config and handed down to whatever loads a model.
+
 :func:`default_device` is the suite's one device picker (a training process under ``torchrun``
 takes its own GPU, ``gear.training.distributed.select_device``).
 """
@@ -21,7 +24,8 @@ takes its own GPU, ``gear.training.distributed.select_device``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -142,6 +146,27 @@ def resolve_model(
         f"(huggingface-cli download {name}{' --revision ' + revision if revision else ''}){hint}, or "
         f"by setting allow_downloads: true where the hub is reachable."
     )
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a run's models come from: the config's ``model_paths`` and ``allow_downloads``.
+
+    The default (no mapping, no downloads) resolves local folders, the packaged MiniLM and the
+    Hugging Face cache only.
+    """
+
+    model_paths: Mapping[str, str] = field(default_factory=dict)
+    allow_downloads: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> ModelSource:
+        """The source a run config names (its top-level ``model_paths`` and ``allow_downloads``)."""
+        return cls(dict(cfg.get("model_paths") or {}), bool(cfg.get("allow_downloads", False)))
+
+    def resolve(self, name: str, revision: str | None = None) -> str:
+        """:func:`resolve_model` with this source's mapping and download permission."""
+        return resolve_model(name, self.model_paths, self.allow_downloads, revision)
 
 
 def local_model_folder(

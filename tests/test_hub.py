@@ -7,7 +7,7 @@ import json
 import pytest
 
 from baselines.registry import load_registry, select_models
-from gear.hub import MINILM_ID, ModelUnavailableError, resolve_model
+from gear.hub import MINILM_ID, ModelSource, ModelUnavailableError, resolve_model
 from gear.workflow.plan import check_models, required_models
 
 
@@ -57,6 +57,17 @@ def test_model_paths_maps_an_id_to_a_local_folder(tmp_path, minilm_path):
     empty.mkdir()
     with pytest.raises(ModelUnavailableError, match=r"holds no config\.json"):
         resolve_model("bert-base-uncased", {"bert-base-uncased": str(empty)})
+
+
+def test_a_model_source_resolves_with_the_config_it_was_built_from(minilm_path, monkeypatch):
+    cfg = {"model_paths": {"bert-base-uncased": str(minilm_path)}, "allow_downloads": True}
+    source = ModelSource.from_config(cfg)
+    assert source == ModelSource({"bert-base-uncased": str(minilm_path)}, True)
+    assert source.resolve("bert-base-uncased") == str(minilm_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert source.resolve("thenlper/gte-base") == "thenlper/gte-base"  # downloads allowed
+    with pytest.raises(ModelUnavailableError, match="allow_downloads: false"):
+        ModelSource().resolve("thenlper/gte-base")
 
 
 def test_local_folder_name_resolves(minilm_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 from data_prep.rir.postprocess import SimilarityFilter, postprocess_rewrites
 from data_prep.rir.preprocess import preprocess_wikipedia
 from data_prep.rir.rewrite import RewriteBackend, rewrite_candidates
+from gear.hub import ModelSource
 
 PREPROCESSED = "preprocessed.jsonl"
 PREPROCESS_STATS = "preprocess_stats.json"
@@ -45,8 +46,7 @@ def build_rir(
     data_cfg: dict,
     seed: int,
     *,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
     backend: RewriteBackend | None = None,
     similarity: SimilarityFilter | None = None,
     workers: int = 1,
@@ -61,7 +61,7 @@ def build_rir(
         data_cfg: the config's ``data`` section (``rir``, ``splitter``, ``token_counter``,
             ``max_document_tokens``).
         seed: the run's seed.
-        model_paths, allow_downloads: the config's top-level keys.
+        model_source: where models come from (:class:`gear.hub.ModelSource`); default: local only.
         backend: a rewrite backend to use instead of the configured one.
         similarity: a relevance filter to use instead of the configured model.
         workers: pre-processing processes.
@@ -78,8 +78,7 @@ def build_rir(
         rir["preprocess"],
         data_cfg["token_counter"],
         data_cfg.get("splitter"),
-        model_paths=model_paths,
-        allow_downloads=allow_downloads,
+        model_source=model_source,
         workers=workers,
     )
     rewrite = rewrite_candidates(
@@ -89,8 +88,7 @@ def build_rir(
         rir["rewrite"],
         seed,
         backend=backend,
-        model_paths=model_paths,
-        allow_downloads=allow_downloads,
+        model_source=model_source,
     )
     post = postprocess_rewrites(
         paths["preprocessed"],
@@ -101,8 +99,7 @@ def build_rir(
         rir["split"],
         seed,
         data_cfg["max_document_tokens"],
-        model_paths=model_paths,
-        allow_downloads=allow_downloads,
+        model_source=model_source,
         similarity=similarity,
     )
     return {"preprocess": pre, "rewrite": rewrite, "postprocess": post}

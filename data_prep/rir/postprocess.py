@@ -49,7 +49,7 @@ from tqdm import tqdm
 from data_prep.normalized import DatasetWriter, Document, Query, iter_jsonl_any
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
-from gear.hub import resolve_model
+from gear.hub import ModelSource
 from gear.io import DataFormatError, atomic_open, require_fields
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,7 @@ def postprocess_rewrites(
     seed: int,
     max_document_tokens: int,
     *,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
     similarity: SimilarityFilter | None = None,
 ) -> dict:
     """Clean, filter and split the rewrites; write the RIR test set and training triples.
@@ -237,7 +236,7 @@ def postprocess_rewrites(
         split_cfg: ``data.rir.split``.
         seed: the run's seed.
         max_document_tokens: ``data.max_document_tokens`` (truncated-document count).
-        model_paths, allow_downloads: the config's top-level keys.
+        model_source: where models come from (:class:`gear.hub.ModelSource`); default: local only.
         similarity: a ready filter to use instead of loading ``filter_cfg.model`` (tests).
 
     Returns:
@@ -262,7 +261,7 @@ def postprocess_rewrites(
         raise ValueError(f"data.rir.split.test_corpus must be 'all' or 'test', got {scfg.test_corpus!r}")
     if similarity is None:
         similarity = SimilarityFilter(
-            resolve_model(fcfg.model, model_paths, allow_downloads), fcfg.query_instruction, fcfg.batch_size
+            (model_source or ModelSource()).resolve(fcfg.model), fcfg.query_instruction, fcfg.batch_size
         )
     skipped: dict[str, int] = {"empty_query": 0, "below_threshold": 0}
     histogram = _Histogram()

@@ -72,7 +72,7 @@ from data_prep.normalized import (
     load_tokenizer_from,
 )
 from gear.config import dataclass_from_mapping
-from gear.hub import resolve_model
+from gear.hub import ModelSource
 from gear.io import DataFormatError, atomic_path, require_fields, write_json
 
 log = logging.getLogger(__name__)
@@ -354,8 +354,7 @@ def preprocess_wikipedia(
     token_counter: str,
     splitter_cfg: dict | None = None,
     *,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
     workers: int = 1,
     batch_documents: int = 64,
     limit: int | None = None,
@@ -369,7 +368,7 @@ def preprocess_wikipedia(
         preprocess_cfg: ``data.rir.preprocess``.
         token_counter: ``data.token_counter`` (bert-base-uncased at paper scale).
         splitter_cfg: ``data.splitter``.
-        model_paths, allow_downloads: the config's top-level keys.
+        model_source: where models come from (:class:`gear.hub.ModelSource`); default: local only.
         workers: processes splitting and counting in parallel (1: in this process).
         batch_documents: articles handed to a worker at a time.
         limit: stop after this many articles (benchmarks, smoke runs).
@@ -387,8 +386,9 @@ def preprocess_wikipedia(
         else dataclass_from_mapping(PreprocessConfig, preprocess_cfg, "data.rir.preprocess")
     )
     cfg.pronouns = tuple(cfg.pronouns)
-    tokenizer_path = resolve_model(token_counter, model_paths, allow_downloads)
-    load_token_counter(token_counter, model_paths, allow_downloads)  # fail here, not in a worker
+    model_source = model_source or ModelSource()
+    tokenizer_path = model_source.resolve(token_counter)
+    load_token_counter(token_counter, model_source)  # fail here, not in a worker
     skipped = SkipCounter()
     sentence_counts = {"sentences": 0, "line_break": 0, "repeated_phrase": 0}
     id_hashes, content_hashes = array("Q"), array("Q")

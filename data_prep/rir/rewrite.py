@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from data_prep.rir.preprocess import PreprocessedDocument, read_preprocessed
 from gear.config import dataclass_from_mapping
-from gear.hub import default_device, resolve_model
+from gear.hub import ModelSource, default_device
 from gear.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -346,16 +346,14 @@ class TransformersBackend(RewriteBackend):
         del self.model
 
 
-def make_backend(
-    cfg: RewriteConfig, model_paths: dict[str, str] | None = None, allow_downloads: bool = False
-) -> RewriteBackend:
-    """The backend named by ``cfg.backend``."""
+def make_backend(cfg: RewriteConfig, model_source: ModelSource | None = None) -> RewriteBackend:
+    """The backend named by ``cfg.backend`` (``model_source`` resolves the transformers backend's model)."""
     if cfg.backend == "offline":
         return KeywordBackend()
     if cfg.backend == "openai":
         return OpenAIChatBackend(cfg)
     if cfg.backend == "transformers":
-        return TransformersBackend(cfg, resolve_model(cfg.model, model_paths, allow_downloads))
+        return TransformersBackend(cfg, (model_source or ModelSource()).resolve(cfg.model))
     raise ValueError(
         f"data.rir.rewrite.backend: unknown backend {cfg.backend!r}; use openai, transformers or offline"
     )
@@ -453,8 +451,7 @@ def rewrite_candidates(
     seed: int,
     *,
     backend: RewriteBackend | None = None,
-    model_paths: dict[str, str] | None = None,
-    allow_downloads: bool = False,
+    model_source: ModelSource | None = None,
     block_sentences: int | None = None,
 ) -> dict:
     """Rewrite the selected candidates of every pre-processed document into queries.
@@ -466,7 +463,7 @@ def rewrite_candidates(
         rewrite_cfg: ``data.rir.rewrite``.
         seed: the run's seed.
         backend: a backend to use instead of the one ``rewrite_cfg`` names (tests).
-        model_paths, allow_downloads: the config's top-level keys (transformers backend).
+        model_source: where models come from (:class:`gear.hub.ModelSource`; transformers backend).
         block_sentences: sentences read ahead at a time (default 16 batches).
 
     Returns:
@@ -482,7 +479,7 @@ def rewrite_candidates(
         else dataclass_from_mapping(RewriteConfig, rewrite_cfg, "data.rir.rewrite")
     )
     own_backend = backend is None
-    backend = backend or make_backend(cfg, model_paths, allow_downloads)
+    backend = backend or make_backend(cfg, model_source)
     cache = RewriteCache(cache_path)
     block = block_sentences or cfg.batch_size * 16
     total = hits = sent = 0

@@ -35,6 +35,7 @@ from gear.evaluation.dataset import EvalDataset
 from gear.evaluation.localization import BiEncoderUnitScorer, evaluate_localization
 from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.settings import EvaluateSettings
+from gear.hub import ModelSource
 from gear.io import write_json
 from gear.layout import Layout
 from gear.logs import setup_logging
@@ -77,7 +78,9 @@ def run_squad_baseline(
         timings[f"{stage}_cpu_s"] = round(time.process_time() - since[1], 1)
 
     started = clock()
-    stats = build_squad(squad, layout.dataset_dir("squad"), cfg["data"], model_paths=cfg["model_paths"])
+    stats = build_squad(
+        squad, layout.dataset_dir("squad"), cfg["data"], model_source=ModelSource(cfg["model_paths"])
+    )
     record("build_dataset", started)
     data = EvalDataset.load("squad", layout.corpus("squad"), layout.queries("squad"))
 

@@ -113,7 +113,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gear.config import ConfigError, load_yaml, validate_config
-from gear.hub import local_model_folder, resolve_model
+from gear.hub import ModelSource, local_model_folder
 from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
 from gear.training.checkpoints import (
@@ -406,12 +406,7 @@ def _initial_model(
 ) -> tuple[GearModel, Any, LoadReport]:
     """GeAR built from ``gear.init_checkpoint``: identical on every process (seeded)."""
     revision = (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
-    checkpoint = resolve_model(
-        gear_section.init_checkpoint,
-        cfg.get("model_paths") or {},
-        bool(cfg.get("allow_downloads", False)),
-        revision,
-    )
+    checkpoint = ModelSource.from_config(cfg).resolve(gear_section.init_checkpoint, revision)
     checkpoint = _local_checkpoint(checkpoint, revision)
     model, tokenizer, report = build_from_bert(
         checkpoint,
@@ -620,7 +615,7 @@ def _format(means: dict[str, float]) -> str:
 
 
 def _local_checkpoint(name_or_path: str, revision: str | None) -> str:
-    """A local folder for a resolved checkpoint (a hub id is downloaded, which resolve_model allowed)."""
+    """A local folder for a resolved checkpoint (a hub id is downloaded, which the model source allowed)."""
     folder = local_model_folder(name_or_path, revision, allow_patterns=["*.json", "*.txt", "*.safetensors"])
     if not (Path(folder) / "model.safetensors").is_file():  # an older checkpoint: PyTorch weights only
         folder = local_model_folder(

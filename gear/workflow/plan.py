@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from baselines.registry import PRETRAINED_KINDS, ModelEntry
-from gear.hub import ModelUnavailableError, resolve_model
+from gear.hub import ModelSource, ModelUnavailableError
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,12 @@ def plan_models(cfg: dict, entries: list[ModelEntry]) -> tuple[dict[str, str], M
         model maps to its own id) and one error listing every unavailable model, or None.
     """
     resolved, failures = {}, []
+    source = ModelSource.from_config(cfg)
     for item in required_models(cfg, entries):
         if item.model in resolved:
             continue
         try:
-            resolved[item.model] = resolve_model(
-                item.model, cfg["model_paths"], cfg["allow_downloads"], item.revision
-            )
+            resolved[item.model] = source.resolve(item.model, item.revision)
         except ModelUnavailableError as err:
             resolved[item.model] = item.model
             failures.append(f"- needed by {item.purpose}: {err}")

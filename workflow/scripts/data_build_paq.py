@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from data_prep.paq import build_paq
+from gear.hub import ModelSource
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
@@ -13,6 +14,5 @@ build_paq(
     snakemake.output.train,  # noqa: F821
     snakemake.params.data,  # noqa: F821
     snakemake.params.seed,  # noqa: F821
-    model_paths=snakemake.params.model_paths,  # noqa: F821
-    allow_downloads=snakemake.params.allow_downloads,  # noqa: F821
+    model_source=ModelSource(snakemake.params.model_paths, snakemake.params.allow_downloads),  # noqa: F821
 )

@@ -4,12 +4,13 @@ from pathlib import Path
 
 from data_prep.dpr import build_dpr
 from data_prep.squad import build_squad
+from gear.hub import ModelSource
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
 dataset = snakemake.wildcards.dataset  # noqa: F821
 data = snakemake.params.data  # noqa: F821
-options = {"model_paths": snakemake.params.model_paths, "allow_downloads": snakemake.params.allow_downloads}  # noqa: F821
+options = {"model_source": ModelSource(snakemake.params.model_paths, snakemake.params.allow_downloads)}  # noqa: F821
 out_dir = Path(snakemake.output.corpus).parent  # noqa: F821
 if data[dataset]["format"] == "squad":
     build_squad(snakemake.input.source, out_dir, data, extra_corpus=snakemake.input.extra, **options)  # noqa: F821

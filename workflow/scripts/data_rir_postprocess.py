@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from data_prep.rir.postprocess import postprocess_rewrites
+from gear.hub import ModelSource
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
@@ -18,6 +19,5 @@ postprocess_rewrites(
     snakemake.params.split,  # noqa: F821
     snakemake.params.seed,  # noqa: F821
     snakemake.params.max_document_tokens,  # noqa: F821
-    model_paths=snakemake.params.model_paths,  # noqa: F821
-    allow_downloads=snakemake.params.allow_downloads,  # noqa: F821
+    model_source=ModelSource(snakemake.params.model_paths, snakemake.params.allow_downloads),  # noqa: F821
 )

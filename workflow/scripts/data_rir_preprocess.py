@@ -1,6 +1,7 @@
 """Snakemake glue for rule rir_preprocess: data_prep.rir.preprocess.preprocess_wikipedia."""
 
 from data_prep.rir.preprocess import preprocess_wikipedia
+from gear.hub import ModelSource
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
@@ -11,7 +12,6 @@ preprocess_wikipedia(
     snakemake.params.preprocess,  # noqa: F821
     snakemake.params.token_counter,  # noqa: F821
     snakemake.params.splitter,  # noqa: F821
-    model_paths=snakemake.params.model_paths,  # noqa: F821
-    allow_downloads=snakemake.params.allow_downloads,  # noqa: F821
+    model_source=ModelSource(snakemake.params.model_paths, snakemake.params.allow_downloads),  # noqa: F821
     workers=snakemake.threads,  # noqa: F821
 )

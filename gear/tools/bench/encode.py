@@ -20,6 +20,7 @@ from data_prep.squad import build_squad
 from gear.config import REPO_ROOT, load_config
 from gear.encoding import length_sorted_order
 from gear.evaluation.embeddings import encode_texts as encode_corpus
+from gear.hub import ModelSource
 from gear.inference import GearEncoder
 from gear.model.modeling import GearModel
 from gear.model.tokens import DOCUMENT_PAD_MULTIPLE, encode_texts
@@ -65,14 +66,15 @@ def build_mini_corpora(work_dir: Path, config_path: Path = REPO_ROOT / "config" 
     """
 
     cfg = load_config(config_path)
-    data, paths = cfg["data"], cfg.get("model_paths") or {}
+    # the config's model_paths only: a bench never downloads
+    data, source = cfg["data"], ModelSource(cfg.get("model_paths") or {})
 
     def local(path: str) -> Path:
         return REPO_ROOT / path
 
-    build_squad(local(data["squad"]["path"]), work_dir / "squad", data, model_paths=paths)
+    build_squad(local(data["squad"]["path"]), work_dir / "squad", data, model_source=source)
     for name in ("nq", "triviaqa"):
-        build_dpr(local(data[name]["path"]), work_dir / name, data, name, model_paths=paths)
+        build_dpr(local(data[name]["path"]), work_dir / name, data, name, model_source=source)
     build_paq(
         local(data["paq"]["metadata"]),
         local(data["paq"]["passages"]),
@@ -80,7 +82,7 @@ def build_mini_corpora(work_dir: Path, config_path: Path = REPO_ROOT / "config" 
         work_dir / "qar.jsonl",
         data,
         int(cfg["seed"]),
-        model_paths=paths,
+        model_source=source,
     )
     rir = work_dir / "rir"
     rir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ def build_mini_corpora(work_dir: Path, config_path: Path = REPO_ROOT / "config" 
         data["rir"]["preprocess"],
         data["token_counter"],
         data["splitter"],
-        model_paths=paths,
+        model_source=source,
     )
     return [work_dir / name / "corpus.jsonl" for name in ("squad", "nq", "triviaqa", "paq", "rir")]
 
