@@ -223,10 +223,149 @@ def _query_spans(query: Mapping) -> list[tuple[int, int]]:
     return [(int(t["start"]), int(t["end"])) for t in query["top"]]
 
 
+#: Figure 3's page geometry, in points: margin, body font size and line height, subtitle font
+#: size and line height, and how far the query and document text sits inside its box
+F3_MARGIN, F3_FONTSIZE, F3_LINE_H = 22.0, 9.5, 15.5
+F3_SMALL_FONTSIZE, F3_SUB_LINE_H = 8.0, 12.0
+F3_QUERY_INDENT, F3_DOC_INDENT = 12, 8
+
+
+def _figure3_subtitle(data: Mapping, k: int) -> str:
+    """The line under Figure 3's title: the data set, the document and what is highlighted."""
+    layer = data.get("layer")
+    dataset = DATASET_LABELS.get(data.get("dataset", ""), data.get("dataset", ""))
+    return (
+        f"{dataset} document {data['document'].get('doc_id', '')}. Highlighted: the top {k} document tokens by cross-attention weight"
+        + (f" (layer {layer})" if layer else "")
+        + "; orange for query 1, purple for query 2, split where both agree."
+    )
+
+
+def _query_block_layouts(queries: Sequence[Mapping], width: float, measure: _Measure) -> list[tuple]:
+    """Each query's wrapped lines and its generation's: ``(q_layout, q_lines, g_layout, g_lines)``."""
+    blocks = []
+    for i, query in enumerate(queries):
+        q_layout, q_lines = layout_runs([(f"Query {i + 1}: ", 0), (query["text"], 0)], width, measure)
+        gen = f"Generated: {query['generated']}"
+        if query.get("target"):
+            gen += f"     (gold: {query['target']})"
+        g_layout, g_lines = layout_runs([(gen, 0)], width, measure)
+        blocks.append((q_layout, q_lines, g_layout, g_lines))
+    return blocks
+
+
+def _highlight_box(ax, piece: _Placed, x0: float, baseline: float) -> None:
+    """The coloured box behind a highlighted piece: the query's colour, or half and half for both."""
+    top, box_h = baseline - F3_FONTSIZE * 0.95, F3_FONTSIZE * 1.35
+    if piece.style == STYLE_BOTH:
+        ax.add_patch(
+            Rectangle((x0 + piece.x - 1, top), piece.width + 2, box_h / 2, color=QUERY_COLORS[0], lw=0)
+        )
+        ax.add_patch(
+            Rectangle(
+                (x0 + piece.x - 1, top + box_h / 2),
+                piece.width + 2,
+                box_h / 2,
+                color=QUERY_COLORS[1],
+                lw=0,
+            )
+        )
+    else:
+        ax.add_patch(
+            Rectangle(
+                (x0 + piece.x - 1, top),
+                piece.width + 2,
+                box_h,
+                color=QUERY_COLORS[piece.style - 1],
+                lw=0,
+            )
+        )
+
+
+def _draw_pieces(
+    ax,
+    pieces: Sequence[_Placed],
+    x0: float,
+    y0: float,
+    space: float,
+    color: str = "#222",
+    highlight: bool = False,
+) -> None:
+    """Body text laid out by :func:`layout_runs`, first baseline at ``y0``, highlights behind it."""
+    for piece in _merge_line_pieces(pieces, space):
+        baseline = y0 + piece.line * F3_LINE_H
+        if highlight and piece.style:
+            _highlight_box(ax, piece, x0, baseline)
+        ax.text(
+            x0 + piece.x,
+            baseline,
+            piece.text,
+            fontsize=F3_FONTSIZE,
+            color=color,
+            va="baseline",
+            parse_math=False,
+        )
+
+
+def _draw_header(ax, title: str, sub_layout: Sequence[_Placed], sub_lines: int, small: _Measure) -> float:
+    """Title and subtitle at the top; returns the y where the query blocks start."""
+    y = F3_MARGIN + 12
+    ax.text(F3_MARGIN, y, title, fontsize=11.5, fontweight="bold", va="baseline")
+    y += 14
+    for piece in _merge_line_pieces(sub_layout, small(" ")):
+        ax.text(
+            F3_MARGIN + piece.x,
+            y + 3 + piece.line * F3_SUB_LINE_H,
+            piece.text,
+            fontsize=F3_SMALL_FONTSIZE,
+            color="#555",
+            va="baseline",
+            parse_math=False,
+        )
+    return y + sub_lines * F3_SUB_LINE_H + 10
+
+
+def _draw_query_blocks(ax, query_blocks: Sequence[tuple], y: float, inner: float, space: float) -> float:
+    """One tinted box per query (its text, then its generation); returns the y below them."""
+    for i, (q_layout, q_lines, g_layout, g_lines) in enumerate(query_blocks):
+        block_h = (q_lines + g_lines) * F3_LINE_H + 6
+        ax.add_patch(Rectangle((F3_MARGIN, y - 4), inner, block_h + 6, color=QUERY_COLORS_LIGHT[i], lw=0))
+        ax.add_patch(Rectangle((F3_MARGIN, y - 4), 5, block_h + 6, color=QUERY_COLORS[i], lw=0))
+        x0 = F3_MARGIN + F3_QUERY_INDENT
+        _draw_pieces(ax, q_layout, x0, y + F3_FONTSIZE, space)
+        _draw_pieces(ax, g_layout, x0, y + F3_FONTSIZE + q_lines * F3_LINE_H, space, color="#333")
+        y += block_h + 14
+    return y
+
+
+def _draw_document(
+    ax, doc_title: str, doc_layout: Sequence[_Placed], doc_lines: int, y: float, inner: float, space: float
+) -> None:
+    """The framed document, its title in bold, its tokens highlighted."""
+    box_h = (F3_LINE_H if doc_title else 0) + doc_lines * F3_LINE_H + 12
+    ax.add_patch(Rectangle((F3_MARGIN, y), inner, box_h, fill=False, ec="#bbbbbb", lw=0.8))
+    y += 6 + F3_FONTSIZE
+    if doc_title:
+        ax.text(
+            F3_MARGIN + F3_DOC_INDENT,
+            y,
+            doc_title,
+            fontsize=F3_FONTSIZE,
+            fontweight="bold",
+            va="baseline",
+            parse_math=False,
+        )
+        y += F3_LINE_H
+    _draw_pieces(ax, doc_layout, F3_MARGIN + F3_DOC_INDENT, y, space, highlight=True)
+
+
 def draw_figure3(
     data: Mapping, outputs: Sequence[str | os.PathLike], dpi: int = 200, width_in: float = 7.5
 ) -> tuple[float, float]:
     """Draw Figure 3: the document with each query's top tokens highlighted, and the generations.
+
+    The blocks from top to bottom are the title and subtitle, one box per query with its
+    generation, and the framed document; the height follows from the wrapped text.
 
     Args:
         data: the Figure 3 JSON (:func:`gear.evaluation.figure3_data.figure3_data`).
@@ -243,45 +382,21 @@ def draw_figure3(
     q1, q2 = data["queries"]
     styles = highlight_styles(len(text), _query_spans(q1), _query_spans(q2))
 
-    margin, fontsize, line_h = 22.0, 9.5, 15.5
     width_pt = width_in * 72.0
-    inner = width_pt - 2 * margin
-    measure = _Measure(fontsize, dpi)
+    inner = width_pt - 2 * F3_MARGIN
+    measure = _Measure(F3_FONTSIZE, dpi)
     space = measure(" ")
-
-    # Blocks from top to bottom; heights follow from the wrapped layouts.
-    k = data.get("top_tokens", len(q1["top"]))
-    layer = data.get("layer")
-    title = "What GeAR attends to: one document, two queries"
-    dataset = DATASET_LABELS.get(data.get("dataset", ""), data.get("dataset", ""))
-    subtitle = (
-        f"{dataset} document {doc.get('doc_id', '')}. Highlighted: the top {k} document tokens by cross-attention weight"
-        + (f" (layer {layer})" if layer else "")
-        + "; orange for query 1, purple for query 2, split where both agree."
-    )
-    small = _Measure(8.0, dpi)
+    small = _Measure(F3_SMALL_FONTSIZE, dpi)
+    subtitle = _figure3_subtitle(data, data.get("top_tokens", len(q1["top"])))
     sub_layout, sub_lines = layout_runs([(subtitle, 0)], inner, small)
-    sub_line_h = 12.0
-
-    query_blocks = []
-    for i, query in enumerate((q1, q2)):
-        head = f"Query {i + 1}: "
-        q_runs = [(head, 0), (query["text"], 0)]
-        q_layout, q_lines = layout_runs(q_runs, inner - 16, measure)
-        gen = f"Generated: {query['generated']}"
-        if query.get("target"):
-            gen += f"     (gold: {query['target']})"
-        g_layout, g_lines = layout_runs([(gen, 0)], inner - 16, measure)
-        query_blocks.append((q_layout, q_lines, g_layout, g_lines))
-
-    doc_runs = style_runs(text, styles)
-    doc_layout, doc_lines = layout_runs(doc_runs, inner - 16, measure)
+    query_blocks = _query_block_layouts((q1, q2), inner - 16, measure)
+    doc_layout, doc_lines = layout_runs(style_runs(text, styles), inner - 16, measure)
     doc_title = doc.get("title") or ""
 
-    height = margin + 18 + sub_lines * sub_line_h + 10  # title, subtitle, gap
-    height += sum(14 + (ql + gl) * line_h + 8 for _, ql, _, gl in query_blocks)  # query legend blocks
-    height += 10 + (line_h if doc_title else 0) + doc_lines * line_h + 16  # document box
-    height += margin
+    height = F3_MARGIN + 18 + sub_lines * F3_SUB_LINE_H + 10  # title, subtitle, gap
+    height += sum(14 + (ql + gl) * F3_LINE_H + 8 for _, ql, _, gl in query_blocks)  # query legend blocks
+    height += 10 + (F3_LINE_H if doc_title else 0) + doc_lines * F3_LINE_H + 16  # document box
+    height += F3_MARGIN
     height_in = height / 72.0
 
     fig = plt.figure(figsize=(width_in, height_in))
@@ -289,82 +404,10 @@ def draw_figure3(
     ax.set_xlim(0, width_pt)
     ax.set_ylim(height, 0)  # y grows downwards, in points
     ax.axis("off")
-
-    y = margin + 12
-    ax.text(margin, y, title, fontsize=11.5, fontweight="bold", va="baseline")
-    y += 14
-    for piece in _merge_line_pieces(sub_layout, small(" ")):
-        ax.text(
-            margin + piece.x,
-            y + 3 + piece.line * sub_line_h,
-            piece.text,
-            fontsize=8.0,
-            color="#555",
-            va="baseline",
-            parse_math=False,
-        )
-    y += sub_lines * sub_line_h + 10
-
-    def draw_pieces(
-        pieces: Sequence[_Placed], x0: float, y0: float, color: str = "#222", highlight: bool = False
-    ) -> None:
-        for piece in _merge_line_pieces(pieces, space):
-            baseline = y0 + piece.line * line_h
-            if highlight and piece.style:
-                top, box_h = baseline - fontsize * 0.95, fontsize * 1.35
-                if piece.style == STYLE_BOTH:
-                    ax.add_patch(
-                        Rectangle(
-                            (x0 + piece.x - 1, top), piece.width + 2, box_h / 2, color=QUERY_COLORS[0], lw=0
-                        )
-                    )
-                    ax.add_patch(
-                        Rectangle(
-                            (x0 + piece.x - 1, top + box_h / 2),
-                            piece.width + 2,
-                            box_h / 2,
-                            color=QUERY_COLORS[1],
-                            lw=0,
-                        )
-                    )
-                else:
-                    ax.add_patch(
-                        Rectangle(
-                            (x0 + piece.x - 1, top),
-                            piece.width + 2,
-                            box_h,
-                            color=QUERY_COLORS[piece.style - 1],
-                            lw=0,
-                        )
-                    )
-            ax.text(
-                x0 + piece.x,
-                baseline,
-                piece.text,
-                fontsize=fontsize,
-                color=color,
-                va="baseline",
-                parse_math=False,
-            )
-
-    for i, (q_layout, q_lines, g_layout, g_lines) in enumerate(query_blocks):
-        block_h = (q_lines + g_lines) * line_h + 6
-        ax.add_patch(Rectangle((margin, y - 4), inner, block_h + 6, color=QUERY_COLORS_LIGHT[i], lw=0))
-        ax.add_patch(Rectangle((margin, y - 4), 5, block_h + 6, color=QUERY_COLORS[i], lw=0))
-        draw_pieces(q_layout, margin + 12, y + fontsize)
-        draw_pieces(g_layout, margin + 12, y + fontsize + q_lines * line_h, color="#333")
-        y += block_h + 14
-
-    box_top = y
-    box_h = (line_h if doc_title else 0) + doc_lines * line_h + 12
-    ax.add_patch(Rectangle((margin, box_top), inner, box_h, fill=False, ec="#bbbbbb", lw=0.8))
-    y += 6 + fontsize
-    if doc_title:
-        ax.text(
-            margin + 8, y, doc_title, fontsize=fontsize, fontweight="bold", va="baseline", parse_math=False
-        )
-        y += line_h
-    draw_pieces(doc_layout, margin + 8, y, highlight=True)
+    title = "What GeAR attends to: one document, two queries"
+    y = _draw_header(ax, title, sub_layout, sub_lines, small)
+    y = _draw_query_blocks(ax, query_blocks, y, inner, space)
+    _draw_document(ax, doc_title, doc_layout, doc_lines, y, inner, space)
 
     save_figure(fig, outputs, dpi)
     return width_in, height_in
