@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from gear.report.tables.cells import Cell, Column, MetricCell, Row, Table, footnote_marks, used_footnotes
 from gear.report.tables.paper import PaperNumbers
@@ -21,6 +22,115 @@ from gear.report.tables.text import (
 # --------------------------------------------------------------------------------------------
 # Tables 1-3
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TableFrame:
+    """What every cell of one metric table is built with: the paper's numbers and notes for the
+    table, the display scale and digits, the tolerance and whether intervals are printed."""
+
+    table: str
+    paper: PaperNumbers
+    notes: Sequence
+    mark_of: Mapping[str, str]
+    scale: float
+    digits: int
+    tolerance: float
+    show_ci: bool
+
+    def cell_marks(self, name: str, dataset: str, metric: str) -> list[str]:
+        """Footnote marks of the notes on one cell (notes naming a metric or a data set)."""
+        return [
+            self.mark_of[n.id]
+            for n in self.notes
+            if (n.metric is not None or n.dataset is not None)
+            and n.id in self.mark_of
+            and n.matches(self.table, name, dataset, metric)
+        ]
+
+    def row_marks(self, name: str) -> list[str]:
+        """Footnote marks of the notes on a whole row (notes naming neither metric nor data set)."""
+        return [
+            self.mark_of[n.id]
+            for n in self.notes
+            if n.metric is None and n.dataset is None and n.id in self.mark_of and n.matches(self.table, name)
+        ]
+
+
+def _row_order(
+    paper: PaperNumbers, table: str, run_models: Sequence[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(name, group)`` of every row, and the order of the groups: the paper's rows (in the run's
+    group where the run has the model), then the run's other models, sorted by group (stably)."""
+    rows_spec: list[tuple[str, str]] = list(paper.models(table))
+    paper_names = {name for name, _ in rows_spec}
+    run_groups = dict(run_models)
+    rows_spec = [(name, run_groups.get(name, group)) for name, group in rows_spec]
+    rows_spec += [(name, group) for name, group in run_models if name not in paper_names]
+    group_order = list(paper.group_labels) + [g for _, g in rows_spec if g not in paper.group_labels]
+    rows_spec.sort(key=lambda item: group_order.index(item[1]))  # stable: keeps order within a group
+    return rows_spec, group_order
+
+
+def _metric_columns(paper: PaperNumbers, table: str, metrics: Mapping[str, Sequence[str]]) -> list[Column]:
+    """Data set x metric columns: the run's metrics first, then any others the paper prints."""
+    columns: list[Column] = []
+    for dataset in ordered_datasets(paper.datasets, metrics):
+        names = list(metrics.get(dataset, []))
+        names += [m for m in paper.metrics(table, dataset) if m not in names]
+        columns += [
+            Column(m, paper.dataset_label(dataset), (("dataset", dataset), ("metric", m))) for m in names
+        ]
+    return columns
+
+
+def _model_cell(
+    frame: _TableFrame,
+    name: str,
+    dataset: str,
+    metric: str,
+    result: dict | None,
+    computed: Sequence[str],
+) -> MetricCell:
+    """One model's value of one metric on one data set beside the paper's; ``computed`` are the
+    metrics the run evaluated on the data set (others show as not run)."""
+    value = ci = None
+    if result is not None and metric in computed:
+        value = metric_value(result, metric) * frame.scale
+        found = metric_ci(result, metric)
+        ci = None if found is None else (found[0] * frame.scale, found[1] * frame.scale)
+    flag = ""
+    length = _reference_value(result, "unit_length", metric) if result is not None else None
+    if value is not None and length is not None and value <= length * frame.scale + 1e-12:
+        flag = AT_LENGTH
+    return MetricCell(
+        value,
+        frame.paper.value(frame.table, name, dataset, metric),
+        frame.tolerance,
+        frame.digits,
+        ci,
+        frame.show_ci,
+        frame.cell_marks(name, dataset, metric),
+        flag,
+    )
+
+
+def _metric_legend(scale: float, tolerance: float, show_ci: bool, with_references: bool) -> str:
+    """The text under a metric table: how to read a cell, and the reference rows where present."""
+    unit = "points (0-100)" if scale == 100 else "fractions (0-1)"
+    return (
+        f"Each cell: reproduced / paper (reproduced {MINUS} paper) and {MARK_WITHIN} when the difference is within "
+        f"±{tolerance:g}, {MARK_OUTSIDE} outside; values in {unit}. '{NOT_RUN}': not evaluated by this run; "
+        f"'{NOT_IN_PAPER}': not in the paper."
+        + (" Brackets: the 95% bootstrap confidence interval." if show_ci else "")
+        + (
+            f" Reference rows: on the same queries as GeAR, the ranking uniform cross-attention gives "
+            f"(units by their number of tokens) and a seeded random ranking; '[{AT_LENGTH}]' marks a "
+            "GeAR value that does not beat the unit-length row (no localization shown)."
+            if with_references
+            else ""
+        )
+    )
 
 
 def build_metric_table(
@@ -56,65 +166,22 @@ def build_metric_table(
     digits = 1 if scale == 100 else 3
     notes = paper.notes_for(table)
     mark_of = footnote_marks(notes)
+    frame = _TableFrame(table, paper, notes, mark_of, scale, digits, tolerance, show_ci)
+    rows_spec, group_order = _row_order(paper, table, run_models)
+    columns = _metric_columns(paper, table, metrics)
+
     used: set[str] = set()
-
-    rows_spec: list[tuple[str, str]] = list(paper.models(table))
-    paper_names = {name for name, _ in rows_spec}
-    run_groups = dict(run_models)
-    rows_spec = [(name, run_groups.get(name, group)) for name, group in rows_spec]
-    rows_spec += [(name, group) for name, group in run_models if name not in paper_names]
-    group_order = list(paper.group_labels) + [g for _, g in rows_spec if g not in paper.group_labels]
-    rows_spec.sort(key=lambda item: group_order.index(item[1]))  # stable: keeps order within a group
-
-    datasets = ordered_datasets(paper.datasets, metrics)
-    columns: list[Column] = []
-    for dataset in datasets:
-        names = list(metrics.get(dataset, []))
-        names += [m for m in paper.metrics(table, dataset) if m not in names]
-        columns += [
-            Column(m, paper.dataset_label(dataset), (("dataset", dataset), ("metric", m))) for m in names
-        ]
-
     rows = []
     for name, group in rows_spec:
         cells: list[Cell] = []
         for column in columns:
             dataset, metric = dict(column.keys)["dataset"], dict(column.keys)["metric"]
-            result = results.get((name, dataset))
-            value = ci = None
-            if result is not None and metric in metrics.get(dataset, ()):
-                value = metric_value(result, metric) * scale
-                found = metric_ci(result, metric)
-                ci = None if found is None else (found[0] * scale, found[1] * scale)
-            marks = [
-                mark_of[n.id]
-                for n in notes
-                if (n.metric is not None or n.dataset is not None)
-                and n.id in mark_of
-                and n.matches(table, name, dataset, metric)
-            ]
-            used.update(marks)
-            flag = ""
-            length = _reference_value(result, "unit_length", metric) if result is not None else None
-            if value is not None and length is not None and value <= length * scale + 1e-12:
-                flag = AT_LENGTH
-            cells.append(
-                MetricCell(
-                    value,
-                    paper.value(table, name, dataset, metric),
-                    tolerance,
-                    digits,
-                    ci,
-                    show_ci,
-                    marks,
-                    flag,
-                )
+            cell = _model_cell(
+                frame, name, dataset, metric, results.get((name, dataset)), metrics.get(dataset, ())
             )
-        row_marks = [
-            mark_of[n.id]
-            for n in notes
-            if n.metric is None and n.dataset is None and n.id in mark_of and n.matches(table, name)
-        ]
+            used.update(cell.marks)
+            cells.append(cell)
+        row_marks = frame.row_marks(name)
         used.update(row_marks)
         rows.append(Row(name, cells, group, (("model", name),), row_marks))
 
@@ -123,20 +190,6 @@ def build_metric_table(
         rows += reference_rows
         group_order.append(REFERENCE_GROUP)
 
-    unit = "points (0-100)" if scale == 100 else "fractions (0-1)"
-    legend = (
-        f"Each cell: reproduced / paper (reproduced {MINUS} paper) and {MARK_WITHIN} when the difference is within "
-        f"±{tolerance:g}, {MARK_OUTSIDE} outside; values in {unit}. '{NOT_RUN}': not evaluated by this run; "
-        f"'{NOT_IN_PAPER}': not in the paper."
-        + (" Brackets: the 95% bootstrap confidence interval." if show_ci else "")
-        + (
-            f" Reference rows: on the same queries as GeAR, the ranking uniform cross-attention gives "
-            f"(units by their number of tokens) and a seeded random ranking; '[{AT_LENGTH}]' marks a "
-            "GeAR value that does not beat the unit-length row (no localization shown)."
-            if reference_rows
-            else ""
-        )
-    )
     return Table(
         key=table,
         title=paper.title(table),
@@ -147,7 +200,7 @@ def build_metric_table(
             g: "Trivial references (same queries as GeAR)" if g == REFERENCE_GROUP else paper.group_label(g)
             for g in group_order
         },
-        legend=legend,
+        legend=_metric_legend(scale, tolerance, show_ci, bool(reference_rows)),
         footnotes=used_footnotes(notes, mark_of, used),
     )
 
