@@ -81,6 +81,105 @@ def _finite_or_none(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
+def _sample_with_documents(
+    corpus_path: str | os.PathLike,
+    queries_path: str | os.PathLike,
+    run_path: str | os.PathLike,
+    settings: ExplainSettings,
+    seed: int,
+) -> tuple[list, dict[str, list[tuple[str, int, float]]], dict[str, dict]]:
+    """The seeded sample of queries, their rankings in the run file, and every document the page
+    shows (gold documents and the top ``settings.top_documents`` retrieved)."""
+    sample = sample_queries(load_queries(queries_path), settings.queries_per_dataset, seed)
+    if not sample:
+        raise DataFormatError(f"{queries_path}: no queries to explain")
+    runs = read_run(run_path, {q.query_id for q in sample})
+    missing = [q.query_id for q in sample if not runs[q.query_id]]
+    if missing:
+        raise DataFormatError(f"{run_path}: no ranked documents for query/queries {missing[:5]}")
+    needed = {q.doc_id for q in sample} | {
+        doc for q in sample for doc, _, _ in runs[q.query_id][: settings.top_documents]
+    }
+    return sample, runs, read_documents(corpus_path, needed)
+
+
+def _generate_and_localize(
+    model, tokenizer, sample: Sequence, golds: Sequence[dict], loc, generation: Mapping
+):
+    """GeAR's generation for each query from its gold document, and its unit scores there at the
+    configured layer (``gear.inference.UnitScores``)."""
+    generated = generate(
+        model,
+        tokenizer,
+        [q.text for q in sample],
+        [d["text"] for d in golds],
+        max_new_tokens=int(generation["max_new_tokens"]),
+        num_beams=int(generation["num_beams"]),
+        batch_size=int(generation.get("batch_size", 16)),
+    )
+    found = localize_units(
+        model,
+        tokenizer,
+        [q.text for q in sample],
+        [d["text"] for d in golds],
+        [[tuple(u) for u in d["units"]] for d in golds],
+        layers=[loc.layer],
+        localization=loc,
+    )
+    return generated, found
+
+
+def _retrieved(
+    ranking: Sequence[tuple[str, int, float]], documents: Mapping[str, dict], gold_id: str, top: int
+) -> list[dict]:
+    """The top ``top`` documents of a query's ranking, with their text and whether each is the gold one."""
+    return [
+        {
+            "rank": rank,
+            "doc_id": doc,
+            "score": score,
+            "title": documents[doc]["title"],
+            "text": documents[doc]["text"],
+            "gold": doc == gold_id,
+        }
+        for doc, rank, score in ranking[:top]
+    ]
+
+
+def _query_record(
+    query,
+    gold: dict,
+    generated: str,
+    ranking: Sequence[tuple[str, int, float]],
+    retrieved: list[dict],
+    weights,
+    unit_scores: np.ndarray,
+    length_scores: np.ndarray,
+    entropy: float,
+) -> dict:
+    """Everything the page shows for one query (the ``queries`` items of :func:`explain_data`)."""
+    gold_rank = next((rank for doc, rank, _ in ranking if doc == query.doc_id), None)
+    return {
+        "query_id": query.query_id,
+        "text": query.text,
+        "answers": list(query.answers),
+        "target": query.target,
+        "relevant_units": list(query.relevant_units),
+        "generated": generated,
+        "retrieved": retrieved,
+        "gold_rank": gold_rank,
+        "run_depth": len(ranking),
+        "gold_document": {k: gold[k] for k in ("doc_id", "title", "text", "units")},
+        "token_weights": {
+            "offsets": [[int(s), int(e)] for s, e in weights.offsets],
+            "weights": _finite_or_none(weights.weights),
+        },
+        "unit_scores": _finite_or_none(unit_scores),
+        "length_scores": _finite_or_none(length_scores),
+        "attention_entropy": float(entropy),
+    }
+
+
 def explain_data(
     model_dir: str | os.PathLike,
     dataset: str,
@@ -123,75 +222,22 @@ def explain_data(
     if not isinstance(settings, ExplainSettings):
         settings = dataclass_from_mapping(ExplainSettings, dict(settings), "reports.explain")
     loc = dataclass_from_mapping(LocalizationConfig, dict(localization), "gear.localization")
-    sample = sample_queries(load_queries(queries_path), settings.queries_per_dataset, seed)
-    if not sample:
-        raise DataFormatError(f"{queries_path}: no queries to explain")
-    runs = read_run(run_path, {q.query_id for q in sample})
-    missing = [q.query_id for q in sample if not runs[q.query_id]]
-    if missing:
-        raise DataFormatError(f"{run_path}: no ranked documents for query/queries {missing[:5]}")
-    needed = {q.doc_id for q in sample} | {
-        doc for q in sample for doc, _, _ in runs[q.query_id][: settings.top_documents]
-    }
-    documents = read_documents(corpus_path, needed)
+    sample, runs, documents = _sample_with_documents(corpus_path, queries_path, run_path, settings, seed)
 
     model, tokenizer = load_gear(model_dir, device=device)
     golds = [documents[q.doc_id] for q in sample]
-    generated = generate(
-        model,
-        tokenizer,
-        [q.text for q in sample],
-        [d["text"] for d in golds],
-        max_new_tokens=int(generation["max_new_tokens"]),
-        num_beams=int(generation["num_beams"]),
-        batch_size=int(generation.get("batch_size", 16)),
-    )
-    found = localize_units(
-        model,
-        tokenizer,
-        [q.text for q in sample],
-        [d["text"] for d in golds],
-        [[tuple(u) for u in d["units"]] for d in golds],
-        layers=[loc.layer],
-        localization=loc,
-    )
+    generated, found = _generate_and_localize(model, tokenizer, sample, golds, loc, generation)
     scores, entropies = found.by_layer[loc.layer], found.entropy[loc.layer]
 
     out_queries = []
     for i, (query, gold, text, unit_score) in enumerate(zip(sample, golds, generated, scores, strict=True)):
         weights = token_weights(model, tokenizer, query.text, gold["text"], loc)
         ranking = runs[query.query_id]
-        gold_rank = next((rank for doc, rank, _ in ranking if doc == query.doc_id), None)
+        retrieved = _retrieved(ranking, documents, query.doc_id, settings.top_documents)
         out_queries.append(
-            {
-                "query_id": query.query_id,
-                "text": query.text,
-                "answers": list(query.answers),
-                "target": query.target,
-                "relevant_units": list(query.relevant_units),
-                "generated": text,
-                "retrieved": [
-                    {
-                        "rank": rank,
-                        "doc_id": doc,
-                        "score": score,
-                        "title": documents[doc]["title"],
-                        "text": documents[doc]["text"],
-                        "gold": doc == query.doc_id,
-                    }
-                    for doc, rank, score in ranking[: settings.top_documents]
-                ],
-                "gold_rank": gold_rank,
-                "run_depth": len(ranking),
-                "gold_document": {k: gold[k] for k in ("doc_id", "title", "text", "units")},
-                "token_weights": {
-                    "offsets": [[int(s), int(e)] for s, e in weights.offsets],
-                    "weights": _finite_or_none(weights.weights),
-                },
-                "unit_scores": _finite_or_none(unit_score),
-                "length_scores": _finite_or_none(found.uniform[i]),
-                "attention_entropy": float(entropies[i]),
-            }
+            _query_record(
+                query, gold, text, ranking, retrieved, weights, unit_score, found.uniform[i], entropies[i]
+            )
         )
     data = {
         "dataset": dataset,
