@@ -148,39 +148,43 @@ def _summary_html(data: Mapping) -> str:
     )
 
 
-def _query_html(index: int, query: Mapping, data: Mapping) -> str:
-    gold_doc = query["gold_document"]
-    gold_units = set(query.get("relevant_units", []))
-    parts = [f'<section class="query"><h2>{index}. {esc(query["text"])}</h2>']
+def _query_header_html(index: int, query: Mapping) -> list[str]:
+    """The query's heading, id and gold answers."""
     answers = query.get("answers") or []
-    parts.append(
+    return [
+        f'<section class="query"><h2>{index}. {esc(query["text"])}</h2>',
         f'<p class="muted">Query <code>{esc(query["query_id"])}</code>. Gold answer(s): '
         + (", ".join(f"<b>{esc(a)}</b>" for a in answers) or "<i>none</i>")
-        + "</p>"
-    )
-    # Retrieved documents.
-    parts.append(
-        f"<h3>Documents retrieved by {esc(data.get('model', 'GeAR'))} (top {esc(data.get('top_documents', ''))})</h3>"
-    )
-    parts.append(
-        '<table class="gear ret"><thead><tr><th>Rank</th><th>Score</th><th>Document</th><th></th></tr></thead><tbody>'
-    )
-    for doc in query["retrieved"]:
-        gold = '<span class="within">✓ gold</span>' if doc["gold"] else ""
-        title = f"<b>{esc(doc['title'])}</b> " if doc.get("title") else ""
-        head = f'{title}<span class="muted">{esc(doc["doc_id"])}</span>: '
-        if len(doc["text"]) <= SNIPPET_CHARS:
-            body = head + esc(doc["text"])
-        else:
-            body = (
-                f"<details><summary>{head}{esc(_snippet(doc['text']))}</summary>"
-                f'<div class="full">{esc(doc["text"])}</div></details>'
-            )
-        row_class = GOLD_ROW if doc["gold"] else ""
-        parts.append(
-            f"<tr{row_class}><td>{esc(doc['rank'])}</td><td>{doc['score']:.4f}</td>"
-            f'<td class="doccell">{body}</td><td>{gold}</td></tr>'
+        + "</p>",
+    ]
+
+
+def _retrieved_row_html(doc: Mapping) -> str:
+    """One retrieved document: rank, score, title, id and text (a long text folded under a snippet)."""
+    gold = '<span class="within">✓ gold</span>' if doc["gold"] else ""
+    title = f"<b>{esc(doc['title'])}</b> " if doc.get("title") else ""
+    head = f'{title}<span class="muted">{esc(doc["doc_id"])}</span>: '
+    if len(doc["text"]) <= SNIPPET_CHARS:
+        body = head + esc(doc["text"])
+    else:
+        body = (
+            f"<details><summary>{head}{esc(_snippet(doc['text']))}</summary>"
+            f'<div class="full">{esc(doc["text"])}</div></details>'
         )
+    row_class = GOLD_ROW if doc["gold"] else ""
+    return (
+        f"<tr{row_class}><td>{esc(doc['rank'])}</td><td>{doc['score']:.4f}</td>"
+        f'<td class="doccell">{body}</td><td>{gold}</td></tr>'
+    )
+
+
+def _retrieved_html(query: Mapping, data: Mapping) -> list[str]:
+    """The table of retrieved documents, and where the gold document is when it is not in it."""
+    parts = [
+        f"<h3>Documents retrieved by {esc(data.get('model', 'GeAR'))} (top {esc(data.get('top_documents', ''))})</h3>",
+        '<table class="gear ret"><thead><tr><th>Rank</th><th>Score</th><th>Document</th><th></th></tr></thead><tbody>',
+    ]
+    parts += [_retrieved_row_html(doc) for doc in query["retrieved"]]
     parts.append("</tbody></table>")
     rank = query.get("gold_rank")
     if rank is None:
@@ -189,11 +193,15 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
         )
     elif rank > len(query["retrieved"]):
         parts.append(f'<p class="muted">The gold document is at rank {esc(rank)}.</p>')
+    return parts
 
-    # The gold document with attention.
+
+def _attention_html(query: Mapping, data: Mapping, gold_units: set) -> str:
+    """The gold document shaded by GeAR's cross-attention, its gold units outlined."""
+    gold_doc = query["gold_document"]
     weights = query["token_weights"]
     title = f"<b>{esc(gold_doc['title'])}</b>\n" if gold_doc.get("title") else ""
-    parts.append(
+    return (
         f"<h3>Where GeAR looks in the gold document (cross-attention, layer {esc(data.get('layer', ''))})</h3>"
         f'<p class="legend">Shade: the token\'s weight relative to the strongest; bold: the top {esc(data.get("top_tokens", ""))} tokens; '
         "outlined in green: the gold unit(s).</p>"
@@ -209,7 +217,22 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
         + "</div>"
     )
 
-    # Ranked units.
+
+def _units_note(query: Mapping, order: Sequence[int], length_rank: Mapping[int, int]) -> str:
+    """What to keep in mind reading the unit ranking: the attention's entropy, and whether the top
+    unit is also the longest."""
+    entropy = query.get("attention_entropy")
+    note = ""
+    if entropy is not None:
+        note = f"Attention entropy {entropy:.3f} (1 = uniform over the document). "
+    if length_rank and order and length_rank[order[0]] == 1:
+        note += "GeAR's top unit is also the longest: this ranking may be no more than unit length. "
+    return note
+
+
+def _units_html(query: Mapping, data: Mapping, gold_units: set) -> list[str]:
+    """The gold document's units in GeAR's order, each with its score and its length rank."""
+    gold_doc = query["gold_document"]
     scores = query["unit_scores"]
     units = gold_doc["units"]
     if len(scores) != len(units):
@@ -217,13 +240,8 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
     order = _ranking(scores)
     length = query.get("length_scores")
     length_rank = {j: r for r, j in enumerate(_ranking(length), start=1)} if length is not None else {}
-    entropy = query.get("attention_entropy")
-    note = ""
-    if entropy is not None:
-        note = f"Attention entropy {entropy:.3f} (1 = uniform over the document). "
-    if length_rank and order and length_rank[order[0]] == 1:
-        note += "GeAR's top unit is also the longest: this ranking may be no more than unit length. "
-    parts.append(
+    note = _units_note(query, order, length_rank)
+    parts = [
         f"<h3>Units ranked by GeAR (layer {esc(data.get('layer', ''))})</h3>"
         + (
             f'<p class="legend">{esc(note)}"Length rank": the rank uniform attention would give '
@@ -233,7 +251,7 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
         )
         + '<table class="gear units"><thead><tr><th>Rank</th><th>Score</th><th>Length rank</th><th>Unit</th>'
         "<th></th></tr></thead><tbody>"
-    )
+    ]
     for rank_pos, j in enumerate(order, start=1):
         start, end = units[j]
         score = "truncated" if scores[j] is None else f"{scores[j]:.4f}"
@@ -244,8 +262,17 @@ def _query_html(index: int, query: Mapping, data: Mapping) -> str:
             f'<td class="doccell">{esc(gold_doc["text"][start:end])}</td><td>{gold}</td></tr>'
         )
     parts.append("</tbody></table>")
+    return parts
 
-    # Generation.
+
+def _query_html(index: int, query: Mapping, data: Mapping) -> str:
+    """One query's section: the query, the retrieved documents, where GeAR looks in the gold
+    document, its units as GeAR ranks them, and the generation."""
+    gold_units = set(query.get("relevant_units", []))
+    parts = _query_header_html(index, query)
+    parts += _retrieved_html(query, data)
+    parts.append(_attention_html(query, data, gold_units))
+    parts += _units_html(query, data, gold_units)
     parts.append(
         "<h3>Generated from the gold document</h3>"
         f"<p><b>GeAR:</b> {esc(query['generated'])}<br><b>Target:</b> {esc(query.get('target', ''))}</p></section>"
