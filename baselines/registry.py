@@ -69,7 +69,7 @@ class ModelEntry:
     def digest(self) -> str:
         """A short hash of every field: a rule param that reruns a job when its entry is edited
         (and only then), and that the job checks against the entry it loads."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        text = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
