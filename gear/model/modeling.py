@@ -867,6 +867,18 @@ class CrossAttentionInit:
             ``fresh`` — gain 1, bias 0.
         dropout: dropout on the new blocks' attention probabilities and outputs (the stacks keep
             the checkpoint's).
+        lm_head: how the LM head's transform starts when the checkpoint has no MLM head (a
+            sentence-transformers checkpoint such as MiniLM; bert-base-uncased brings its own,
+            which is then kept and this field does nothing). ``identity`` — dense = identity,
+            LayerNorm gain 1 / bias 0, output bias 0, so the decoder's states are read out
+            through the tied word embeddings as a pretrained MLM head reads them (MiniLM's last
+            layer decodes to its own input token for 56% of SQuAD tokens this way); ``random`` —
+            BERT's normal(0, ``initializer_range``), which scrambles that readout: the LM loss
+            then cannot tell the fusion's cross-attention which document token would have
+            helped. Measured on 48 SQuAD dev (question, paragraph, answer) triples from MiniLM,
+            untrained: LM loss with the right paragraphs 16.05 against 17.50 with paragraphs
+            shuffled across the batch (``identity``), 11.13 against 11.08 (``random``: the
+            document does not reach the loss).
     """
 
     values: str = "identity"
@@ -874,12 +886,14 @@ class CrossAttentionInit:
     similarity_scale: float = 1.0
     layer_norm: str = "copy"
     dropout: float = 0.0
+    lm_head: str = "identity"
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("values", ("identity", "random")),
             ("query_key", ("random", "similarity", "self_attention")),
             ("layer_norm", ("copy", "fresh")),
+            ("lm_head", ("identity", "random")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -890,9 +904,19 @@ class CrossAttentionInit:
 
 
 @torch.no_grad()
-def initialise_cross_attention(model: GearModel, init: CrossAttentionInit) -> None:
+def initialise_cross_attention(
+    model: GearModel, init: CrossAttentionInit, newly_initialised: Collection[str] = ()
+) -> None:
     """Set the new cross-attention blocks of the fusion encoder and the decoder as ``init`` says
-    (after the checkpoint is loaded: ``self_attention`` and ``copy`` read its weights)."""
+    (after the checkpoint is loaded: ``self_attention`` and ``copy`` read its weights), and the LM
+    head's transform when it is among ``newly_initialised`` (the checkpoint had none)."""
+    if init.lm_head == "identity" and "lm_head.dense.weight" in newly_initialised:
+        head = model.lm_head
+        head.dense.weight.copy_(torch.eye(model.config.hidden_size))
+        head.dense.bias.zero_()
+        head.layer_norm.weight.fill_(1.0)
+        head.layer_norm.bias.zero_()
+        head.bias.zero_()
     width = model.config.hidden_size
     eye = torch.eye(width)
     for stack in (model.query_encoder, model.decoder):
@@ -959,6 +983,6 @@ def build_from_bert(
     finally:
         torch.random.set_rng_state(generator_state)
     report = load_bert_weights(model, tensors)
-    initialise_cross_attention(model, init)
+    initialise_cross_attention(model, init, report.newly_initialised)
     cfg.extra["cross_attention_init"] = dataclasses.asdict(init)
     return model, tokenizer, report
