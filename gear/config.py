@@ -10,6 +10,7 @@ is allowed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import typing
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,23 @@ def _describe_error(error: Any) -> str:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; syntax errors name the file and line."""
+    """Read a YAML file; syntax errors and bytes that are not UTF-8 name the file and line."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+        raw = path.read_bytes()
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: no such config file") from err
+    try:
+        # decoded whole, so that a bad byte's offset gives its line (a text-mode stream decodes
+        # ahead of the parser and names no line)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 ({err.reason}); save the file as UTF-8") from err
+    try:
+        stream = io.StringIO(text)
+        stream.name = str(path)  # YAML's own messages name the file
+        return yaml.safe_load(stream)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

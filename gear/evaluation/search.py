@@ -50,7 +50,7 @@ import numpy as np
 
 from gear.evaluation.embeddings import EmbeddingStore
 from gear.hub import default_device
-from gear.io import DataFormatError, atomic_open
+from gear.io import DataFormatError, atomic_open, iter_text_lines
 
 if TYPE_CHECKING:
     import torch
@@ -572,18 +572,17 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     """Read a TREC run file: ``{query_id: [(doc_id, score), ...]}`` in rank order."""
     path = Path(path)
     run: dict[str, list[tuple[int, str, float]]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataFormatError(
-                    f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score run', got {len(parts)}"
-                )
-            try:
-                rank, score = int(parts[3]), float(parts[4])
-            except ValueError as err:
-                raise DataFormatError(f"{path}:{number}: rank or score is not a number") from err
-            run.setdefault(parts[0], []).append((rank, parts[2], score))
+    for number, line in iter_text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise DataFormatError(
+                f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score run', got {len(parts)}"
+            )
+        try:
+            rank, score = int(parts[3]), float(parts[4])
+        except ValueError as err:
+            raise DataFormatError(f"{path}:{number}: rank or score is not a number") from err
+        run.setdefault(parts[0], []).append((rank, parts[2], score))
     return {qid: [(doc, score) for _, doc, score in sorted(rows)] for qid, rows in run.items()}
