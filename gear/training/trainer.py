@@ -73,15 +73,20 @@ with SIGKILL at a random step and in the middle of a checkpoint write).
 
 **Outputs**: ``out_root/model`` (atomically): the model, tokenizer, ``gear_config.json`` (the
 run's ``gear`` section), ``train_config.json`` (the resolved sections, variant, scenario, data
-fingerprint, processes) and ``train_log.jsonl`` (a line a minute, ``train.log_every_seconds``, and
-one per epoch with the epoch's mean losses over all processes).
+fingerprint, processes) and ``train_log.jsonl``: one record every ``train.record_every_steps``
+optimizer steps (the mean losses of those steps over all processes, the last step's learning rate,
+alpha and temperature) and one per epoch (the epoch's mean losses). Its content depends on the
+steps only, never on timing, so a run killed and resumed writes the same log as one that never
+stopped; the progress line for people (``train.log_every_seconds``, a line a minute) goes to the
+job's log only.
 
 **Speed** (PERF-NOTES.md): bf16 on CUDA (``train.precision``: autocast, or bf16 weights with
 float32 master weights, gear.training.precision; CPU runs fp32), optional
 ``torch.compile`` of the transformer stacks (``train.compile``), fused attention and projections
 (gear.model.modeling), length-bucketed batches padded to few shapes (gear.training.triples), pinned host memory and
 non-blocking copies, and no host synchronisation in a step: losses accumulate on the device and
-are read (``.item()``) only when a line is logged.
+are read (``.item()``) only when a progress line is logged or at a checkpoint or epoch end (the
+records of ``train_log.jsonl`` wait on the device until then).
 
 Example:
     >>> train_gear("results/mini/data/train/qar.jsonl", "results/mini/models/GeAR/qar",
@@ -197,6 +202,48 @@ class _Accumulator:
 
 
 @dataclass
+class _StepRecords:
+    """The step records of ``train_log.jsonl``, kept on the device until read (no host sync per step).
+
+    Windows end at the multiples of ``every`` (global optimizer steps), so the records do not
+    depend on when a run was stopped: the open window's sums are part of each process's state.
+    """
+
+    every: int
+    window: _Accumulator  # losses of the steps since the last multiple of ``every``
+    closed: list[tuple[dict, Tensor]] = field(default_factory=list)  # (step fields, device sums)
+
+    def close(self, fields: dict, temperature: Tensor) -> None:
+        """End the window at step ``fields["step"]``: its sums and the temperature, still on the device."""
+        w = self.window
+        self.closed.append(
+            (fields, torch.stack([w.cl_sum, w.lm_sum, w.lm_tokens, w.micro_steps, temperature.double()]))
+        )
+        self.window = _Accumulator.zeros(w.cl_sum.device)
+
+    def read(self) -> list[dict]:
+        """The closed windows as records, means over all processes (every process calls this)."""
+        if not self.closed:
+            return []
+        closed, self.closed, records = self.closed, [], []
+        values = torch.stack([sums for _, sums in closed])
+        values[:, :4] = all_reduce_sum(values[:, :4])  # the temperature is the same on every process
+        for (fields, _), (cl_sum, lm_sum, lm_tokens, steps, temperature) in zip(
+            closed, values.tolist(), strict=True
+        ):
+            record = {
+                "event": "steps",
+                **fields,
+                "temperature": temperature,
+                "cl_loss": cl_sum / max(steps, 1.0),
+            }
+            if lm_tokens > 0:
+                record["lm_loss"] = lm_sum / lm_tokens
+            records.append(record)
+        return records
+
+
+@dataclass
 class _Run:
     """One training run: its settings, data, model, optimizer, checkpoint store and progress."""
 
@@ -230,6 +277,7 @@ class _Run:
     step: int = 0
     records: list[dict] = field(default_factory=list)  # the training log so far
     epoch_acc: _Accumulator | None = None  # the losses of the epoch so far
+    step_records: _StepRecords | None = None  # the step records not yet in ``records``
 
     @property
     def state_root(self) -> Path:
@@ -298,17 +346,24 @@ def train_gear(
                 run.training, run.precision, run.optimizer, micro_batches, alpha, lr, wrapped
             ):
                 run.epoch_acc.add(stats)
+                run.step_records.window.add(stats)
                 window.add(stats)
             run.step += 1
             progress.update(1)
-            if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
-                _log_progress(run, epoch, lr, alpha, window.means())
-                window, last_log = _Accumulator.zeros(run.device), time.monotonic()
             epoch_done = run.step % run.steps_per_epoch == 0
+            if epoch_done or run.step % train.record_every_steps == 0:
+                fields = {"step": run.step, "epoch": epoch + 1, "lr": lr, "alpha": alpha}
+                run.step_records.close(fields, run.training.temperature.detach().clone())
+            if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
+                _log_progress(run, lr, alpha, window.means())  # for people: depends on timing
+                window, last_log = _Accumulator.zeros(run.device), time.monotonic()
+            save_state = epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at
+            if save_state:
+                run.records.extend(run.step_records.read())  # before the epoch's record
             if epoch_done:
                 _save_epoch(run, run.step // run.steps_per_epoch)
                 run.epoch_acc = _Accumulator.zeros(run.device)
-            if epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at:
+            if save_state:
                 _save_state(run)
             if run.step == run.stop_at or epoch_done:
                 break
@@ -447,6 +502,7 @@ def _discard_stale_outputs(run: _Run) -> None:
 def _resume(run: _Run) -> None:
     """Seed this process's RNG streams, and continue from the newest state checkpoint if any."""
     run.epoch_acc = _Accumulator.zeros(run.device)
+    run.step_records = _StepRecords(run.train.record_every_steps, _Accumulator.zeros(run.device))
     resumed = run.store.newest()
     if resumed is not None and resumed[0] >= run.stop_at:
         # The run these states belong to has finished and its outputs are gone (Snakemake
@@ -478,6 +534,7 @@ def _resume(run: _Run) -> None:
     run.records = list(payload["log"])
     per_rank = payload["per_rank"][run.rank]
     run.epoch_acc = _Accumulator.from_state(per_rank["epoch_accumulator"], run.device)
+    run.step_records.window = _Accumulator.from_state(per_rank["record_window"], run.device)
     set_rng_state(per_rank["rng"])
     if run.rank == 0:
         log.info(
@@ -507,32 +564,31 @@ def _epoch_loader(
     )
 
 
-def _log_progress(run: _Run, epoch: int, lr: float, alpha: float, means: dict[str, float]) -> None:
-    """One line of the log (and one record of ``train_log.jsonl``): the losses since the last one."""
-    record = {
-        "event": "log",
-        "step": run.step,
-        "epoch": epoch + 1,
-        "lr": lr,
-        "alpha": alpha,
-        "temperature": float(run.training.temperature.detach()),
-        **means,
-    }
-    run.records.append(record)
+def _log_progress(run: _Run, lr: float, alpha: float, means: dict[str, float]) -> None:
+    """One progress line of the job's log: this process's losses since the last line.
+
+    Not part of ``train_log.jsonl``: when a line is written depends on timing.
+    """
     log.info(
         "step %d/%d lr %.3g alpha %.3f temp %.4f %s",
         run.step,
         run.stop_at,
         lr,
         alpha,
-        record["temperature"],
+        float(run.training.temperature.detach()),
         _format(means),
     )
 
 
 def _save_state(run: _Run) -> None:
     """A state checkpoint of every process's state at ``run.step`` (written by rank 0)."""
-    per_rank = gather_objects({"rng": rng_state(), "epoch_accumulator": run.epoch_acc.state()})
+    per_rank = gather_objects(
+        {
+            "rng": rng_state(),
+            "epoch_accumulator": run.epoch_acc.state(),
+            "record_window": run.step_records.window.state(),
+        }
+    )
     if run.rank != 0:
         return
     epoch, position = divmod(run.step, run.steps_per_epoch)
