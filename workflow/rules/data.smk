@@ -155,27 +155,43 @@ rule rir_postprocess:
         "../scripts/data_rir_postprocess.py"
 
 
-# Raw files, only for the URLs the config names (gunzipped on the fly, written atomically).
+# Raw files, only for the URLs the config names (gunzipped on the fly, written atomically,
+# checked against the sha256 pinned beside the URL or recorded at the first download).
 RAW_DOWNLOADS = {
     **{
-        ds: (DATA[ds]["path"], DATA[ds]["url"])
+        ds: (
+            DATA[ds]["path"],
+            DATA[ds]["url"],
+            DATA[ds].get("sha256"),
+            f"data.{ds}.sha256",
+        )
         for ds in QA_SOURCES
         if "url" in DATA[ds]
     },
     **{
-        f"{ds}_extra_{i}": (extra["path"], extra["url"])
+        f"{ds}_extra_{i}": (
+            extra["path"],
+            extra["url"],
+            extra.get("sha256"),
+            f"data.{ds}.extra_corpus[{i}].sha256",
+        )
         for ds in QA_SOURCES
         for i, extra in enumerate(DATA[ds].get("extra_corpus", []))
         if "url" in extra
     },
     **{
-        f"paq_{part}": (DATA["paq"][part], DATA["paq"][f"{part}_url"])
+        f"paq_{part}": (
+            DATA["paq"][part],
+            DATA["paq"][f"{part}_url"],
+            DATA["paq"].get(f"{part}_sha256"),
+            f"data.paq.{part}_sha256",
+        )
         for part in ("metadata", "passages")
         if f"{part}_url" in DATA["paq"]
     },
 }
 
-for _name, (_path, _url) in RAW_DOWNLOADS.items():
+for _name, (_path, _url, _sha256, _pinned_by) in RAW_DOWNLOADS.items():
 
     rule:
         name:
@@ -190,6 +206,8 @@ for _name, (_path, _url) in RAW_DOWNLOADS.items():
             "../../environment.yml"
         params:
             url=_url,
+            sha256=_sha256 or "",
+            pinned_by=_pinned_by,
         script:
             "../scripts/data_download.py"
 
