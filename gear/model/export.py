@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gear.model.modeling import GearConfig, GearModel, bert_name_map
+from gear.model.modeling import GearConfig, GearModel, bert_name_map, canonical_safetensors
 
 #: sentence-transformers' entry file: its presence makes a folder a SentenceTransformer
 MODULES_FILE = "modules.json"
@@ -117,3 +117,5 @@ def export_sentence_transformer(model: GearModel, tokenizer: Any, folder: str | 
                     f"{target}: exists; the sentence-transformers export would overwrite it"
                 )
             shutil.move(str(item), target)
+            for weights in target.glob("*.safetensors") if target.is_dir() else ():
+                canonical_safetensors(weights)  # same tensors, same bytes (as GeAR's own weights)
