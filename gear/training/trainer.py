@@ -120,6 +120,8 @@ from tqdm.auto import tqdm
 from gear.config import ConfigError, load_yaml, validate_config
 from gear.hub import ModelSource, local_model_folder
 from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
+from gear.model.card import ModelCard
+from gear.model.export import export_sentence_transformer
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
 from gear.training.checkpoints import (
     StateStore,
@@ -655,8 +657,78 @@ def _write_final_model(run: _Run) -> Path:
             },
         )
         write_jsonl(tmp / "train_log.jsonl", run.records)
+        export_sentence_transformer(run.model, run.tokenizer, tmp)
+        _model_card(run).write(tmp)
     log.info("model written to %s after %d steps", final, run.step)
     return final
+
+
+def _model_card(run: _Run) -> ModelCard:
+    """The final model's card: base model, data, key settings and this run's own numbers."""
+    train, gear_section = run.train, run.gear
+    revision = (run.cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
+    data = run.dataset.fingerprint()
+    epochs = [r for r in run.records if r.get("event") == "epoch"]
+    losses = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k not in ("event", "epoch", "step")}
+    return ModelCard(
+        title=f"{run.variant} ({run.scenario})",
+        summary=(
+            f"A {run.variant} model (GeAR: Generation Augmented Retrieval, arXiv 2501.02772) trained by the "
+            f"GeAR reproducibility suite on the {run.scenario.upper()} triples: query and document encoders "
+            "(retrieval), a fusion encoder whose cross-attention localizes units, and a text decoder."
+        ),
+        base_model=gear_section.init_checkpoint + (f" (revision {revision})" if revision else ""),
+        training_data={
+            "file": run.train_file.name,
+            "triples": data["triples"],
+            "SHA-256": data["sha256"],
+            "scenario": run.scenario,
+        },
+        config={
+            "variant": run.variant,
+            "epochs": train.epochs,
+            "batch size (per process x processes x accumulation)": (
+                f"{run.train.scenarios[run.scenario]['batch_size']} x {run.world} x {train.gradient_accumulation}"
+            ),
+            "learning rate": train.optimizer.lr,
+            "warmup steps": train.schedule.warmup_steps,
+            "queue size": train.queue_size,
+            "momentum": train.momentum,
+            "alpha": train.alpha,
+            "initial temperature": train.temperature_init,
+            "max query / document / target tokens": (
+                f"{gear_section.max_query_tokens} / {gear_section.max_document_tokens} / "
+                f"{gear_section.max_target_tokens}"
+            ),
+            "localization layer (1-based)": gear_section.localization.layer,
+            "precision": train.precision,
+            "seed": run.seed,
+        },
+        metrics={
+            "optimizer steps": f"{run.step} of {run.total_steps}",
+            "epochs completed": len(epochs),
+            **{f"final epoch mean {name}": value for name, value in losses.items()},
+            "final temperature": float(run.training.temperature.detach()),
+        },
+        usage=(
+            '```python\nimport gear\nmodel = gear.load("path/to/this/folder")  # the suite\'s package\n'
+            'model.retrieve(["a question"], ["a document", "another"], k=1)\n'
+            'model.localize("a question", "a document. Its second sentence.")\n'
+            'model.generate("a question", "a document")\n```\n\n'
+            "The bi-encoder alone, without the suite:\n\n```python\n"
+            "from sentence_transformers import SentenceTransformer\n"
+            'st = SentenceTransformer("path/to/this/folder")\n'
+            'st.encode_query(["a question"]); st.encode_document(["a document"])\n```\n\n'
+            'On the command line: `gear predict --model path/to/this/folder --documents docs.jsonl --query "..."`.'
+        ),
+        not_included=[
+            "Evaluation results (retrieval, localization, generation): the workflow computes them after "
+            "training, in R/eval/{model}/{dataset}/{task}.json and the report tables.",
+            "Per-epoch models and the resumable training state: beside this folder, in ../epochs and ../state.",
+            "The full loss curve: train_log.jsonl in this folder.",
+        ],
+        tags=["gear", "retrieval", "localization", "sentence-transformers", run.variant, run.scenario],
+    )
 
 
 def _groups(items: Iterable, size: int) -> Iterator[list]:
