@@ -110,6 +110,13 @@ def check_config_rules(cfg: dict, source: str) -> None:
             f"evaluate.retrieval.depth {retrieval['depth']} is below evaluate.retrieval.k {retrieval['k']}"
         )
     datasets = set(cfg["evaluate"]["datasets"])
+    declared = cfg["data"].get("beir", {})
+    for name in cfg["evaluate"]["datasets"]:
+        if name.startswith("beir-") and name not in declared:
+            problems.append(
+                f"evaluate.datasets: {name!r} is not declared under data.beir "
+                f"(add data.beir.{name}.path: the folder holding its corpus.jsonl, queries.jsonl and qrels/)"
+            )
     for name in cfg["evaluate"]["layer_analysis"]:
         if name not in datasets:
             problems.append(f"evaluate.layer_analysis: {name!r} is not in evaluate.datasets")
