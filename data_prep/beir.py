@@ -202,8 +202,6 @@ def build_beir(
             raise FileNotFoundError(
                 f"{path}: the BEIR {name} file of {dataset} is missing (config data.beir.{dataset})"
             )
-    splitter = SentenceSplitter.from_config(data_cfg.get("splitter"))
-    counter = load_token_counter(data_cfg["token_counter"], model_source)
     skipped = SkipCounter()
 
     raw_documents = read_beir_corpus(files["corpus"])
@@ -239,6 +237,9 @@ def build_beir(
             f"{files['qrels']}: no query of {files['queries']} has a relevant judgment (score >= 1)"
         )
 
+    # the records are checked: the splitter and the tokenizer now
+    splitter = SentenceSplitter.from_config(data_cfg.get("splitter"))
+    counter = load_token_counter(data_cfg["token_counter"], model_source)
     documents = [
         Document(doc_id, title, text, splitter.split(text))
         for doc_id, title, text in tqdm(

@@ -45,6 +45,10 @@ def _describe_error(error: Any) -> str:
         return f"{where}: {error.message}"
     if validator == "enum":
         return f"{where}: {error.instance!r} is not one of {error.validator_value}"
+    if validator == "anyOf" and (names := [v for sub in error.validator_value for v in sub.get("enum", [])]):
+        # a closed list opened by a pattern (evaluate.datasets: built-in names or beir-{name})
+        message = f"{where}: {error.instance!r} is not one of {names}"
+        return message + (f" ({schema['description']})" if schema.get("description") else "")
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"{where}: {error.instance!r} violates {validator} {error.validator_value}"
     message = f"{where}: {error.message}"
