@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from baselines.mteb_task import read_local_retrieval
+from baselines.registry import load_registry, select_models
 from data_prep.beir import build_beir
-from gear.config import ConfigError, validate_config
+from gear.config import REPO_ROOT, ConfigError, validate_config
 from gear.evaluation.dataset import EvalDataset
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
+from gear.report.pages import report_artifacts
+from gear.report.tables.jobs import task_inputs, task_metric_names
+from gear.report.tables.paper import PaperNumbers
+from gear.report.tables.stats import build_stats_tables, load_stats
+from gear.workflow.evaluation_plan import EvaluationPlan
 
 NAME = "beir-tiny"
 DOCUMENTS = [
@@ -81,6 +88,12 @@ def test_a_beir_folder_becomes_a_retrieval_test_set(tmp_path, data_cfg):
     qrels = (out / "beir" / "qrels" / "test.tsv").read_text().splitlines()
     assert qrels[0] == "query-id\tcorpus-id\tscore" and "q-paris\tdoc-eiffel\t2" in qrels
     assert len(qrels) == 1 + 5
+    # the mteb adapter's local task sees the same judgments
+    assert read_local_retrieval(out)["relevant_docs"]["q-paris"] == {"doc-louvre": 1, "doc-eiffel": 2}
+    # a row of Table 6 (retrieval test sets), none of Table 7 (localization / generation)
+    _, table_6, table_7 = build_stats_tables(load_stats([out / "stats.json"]), {}, PaperNumbers.load())
+    assert [(r.group, r.keys) for r in table_6.rows if r.group == "beir"] == [("beir", (("dataset", NAME),))]
+    assert not any(dict(r.keys).get("dataset") == NAME for r in table_7.rows)
     # another split is another test set
     train = build_beir(source, tmp_path / "train", data_cfg, NAME, split="train")
     assert train["queries"] == 1
@@ -177,12 +190,6 @@ def beir_config(config: dict, folder: Path) -> dict:
 
 
 def test_a_config_adds_a_beir_set_to_the_evaluation_and_table_1(tmp_path, mini_config):
-    from baselines.registry import load_registry, select_models
-    from gear.config import REPO_ROOT
-    from gear.report.pages import report_artifacts
-    from gear.report.tables.jobs import task_inputs, task_metric_names
-    from gear.workflow.evaluation_plan import EvaluationPlan
-
     cfg = beir_config(mini_config, tmp_path / "tiny")
     layout = Layout.from_config(cfg)
     models = select_models(load_registry(REPO_ROOT / cfg["registry"]), cfg["evaluate"]["models"])

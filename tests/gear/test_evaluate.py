@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from baselines.registry import load_registry
+from data_prep.beir import build_beir
 from gear.config import REPO_ROOT, ConfigError, load_config
 from gear.evaluation.analyses import epoch_dirs
 from gear.evaluation.dataset import EvalDataset
@@ -22,6 +24,7 @@ from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
 from gear.workflow.evaluation_plan import EvaluationPlan, evaluation_targets, job_config, model_job_outputs
+from tests.data_prep.test_beir import NAME, QRELS, beir_config, write_beir_folder
 from tests.gear.test_search import MiniLMEncoder
 
 ARTICLES, PARAGRAPHS = 2, 3  # six real SQuAD paragraphs and their questions
@@ -238,10 +241,6 @@ def test_dataset_errors_name_the_file(tmp_path, squad):
 def job_run(tmp_path_factory, squad_dir, config) -> tuple[dict, Layout]:
     """One evaluation job as the workflow runs it (MiniLM on the QAR scenario), on the SQuAD
     sample and a tiny BEIR set added by config (graded, several relevant documents per query)."""
-    from baselines.registry import load_registry
-    from data_prep.beir import build_beir
-    from tests.data_prep.test_beir import NAME, beir_config, write_beir_folder
-
     root = tmp_path_factory.mktemp("job")
     cfg = beir_config(copy.deepcopy(config), write_beir_folder(root / "tiny"))
     cfg["results_dir"], cfg["reports_dir"] = str(root / "results"), str(root / "reports")
@@ -321,6 +320,8 @@ def test_every_run_file_scores_as_pytrec_eval_does(job_run):
         run = check_trec_run(Path(outputs[f"{dataset}_run"]), "MiniLM")
         qrels = read_trec_qrels(Path(outputs[f"{dataset}_qrels"]))
         assert set(qrels) == set(run) == set(result["per_query"]["query_id"])
+        if dataset == "beir-tiny":  # the judgments of the BEIR folder, grades and all
+            assert qrels == {q: {d: s for q2, d, s in QRELS if q2 == q and s >= 1} for q in qrels}
         recall = pytrec_eval.RelevanceEvaluator(qrels, {f"recall.{k}"}).evaluate(
             {q: dict(ranked) for q, ranked in run.items()}
         )
@@ -563,6 +564,7 @@ def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_th
     assert set(outputs) == {
         "squad_retrieval",
         "squad_run",
+        "squad_qrels",
         "squad_localization",
         "squad_generation",
         "squad_layers",
@@ -586,7 +588,11 @@ def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_th
         loc["metrics"]["R@1"]
     )
     # GeAR_CL is evaluated for retrieval only (its cross-attention and decoder never trained)
-    assert set(model_job_outputs(registry["GeAR_CL"], cfg, "qar", layout)) == {"squad_retrieval", "squad_run"}
+    assert set(model_job_outputs(registry["GeAR_CL"], cfg, "qar", layout)) == {
+        "squad_retrieval",
+        "squad_run",
+        "squad_qrels",
+    }
 
 
 def test_evaluation_plan_patterns_and_inputs(config):
