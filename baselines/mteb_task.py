@@ -62,7 +62,8 @@ def read_local_retrieval(dataset_dir: str | Path, with_titles: bool = False) -> 
 
     Returns:
         ``{"corpus": Dataset(id, text, title), "queries": Dataset(id, text),
-        "relevant_docs": {query_id: {doc_id: 1}}, "top_ranked": None}``.
+        "relevant_docs": {query_id: {doc_id: relevance}}, "top_ranked": None}``: each query's
+        ``relevant_docs`` where the set has them (BEIR imports), else ``{doc_id: 1}``.
 
     Raises:
         DataFormatError: a missing field, or a query whose ``doc_id`` is not in the corpus.
@@ -82,11 +83,14 @@ def read_local_retrieval(dataset_dir: str | Path, with_titles: bool = False) -> 
     for number, row in iter_jsonl(queries_file):
         where = f"{queries_file}:{number}"
         require_fields(row, {"query_id": str, "text": str, "doc_id": str}, where)
-        if row["doc_id"] not in known:
-            raise DataFormatError(f"{where}: doc_id {row['doc_id']!r} is not in {corpus_file}")
+        # several graded relevant documents where the set has them (BEIR imports), else doc_id
+        judged = row.get("relevant_docs") or {row["doc_id"]: 1}
+        for doc_id in (row["doc_id"], *judged):
+            if doc_id not in known:
+                raise DataFormatError(f"{where}: doc_id {doc_id!r} is not in {corpus_file}")
         query_ids.append(row["query_id"])
         query_texts.append(row["text"])
-        relevant[row["query_id"]] = {row["doc_id"]: 1}
+        relevant[row["query_id"]] = dict(judged)
     if not ids or not query_ids:
         raise DataFormatError(f"{dataset_dir}: empty corpus or no queries")
     return {

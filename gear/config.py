@@ -46,6 +46,10 @@ def _describe_error(error: Any) -> str:
         return f"{where}: {error.message}"
     if validator == "enum":
         return f"{where}: {error.instance!r} is not one of {error.validator_value}"
+    if validator == "anyOf" and (names := [v for sub in error.validator_value for v in sub.get("enum", [])]):
+        # a closed list opened by a pattern (evaluate.datasets: built-in names or beir-{name})
+        message = f"{where}: {error.instance!r} is not one of {names}"
+        return message + (f" ({schema['description']})" if schema.get("description") else "")
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"{where}: {error.instance!r} violates {validator} {error.validator_value}"
     message = f"{where}: {error.message}"
@@ -121,6 +125,13 @@ def check_config_rules(cfg: dict, source: str) -> None:
             f"evaluate.retrieval.depth {retrieval['depth']} is below evaluate.retrieval.k {retrieval['k']}"
         )
     datasets = set(cfg["evaluate"]["datasets"])
+    declared = cfg["data"].get("beir", {})
+    for name in cfg["evaluate"]["datasets"]:
+        if name.startswith("beir-") and name not in declared:
+            problems.append(
+                f"evaluate.datasets: {name!r} is not declared under data.beir "
+                f"(add data.beir.{name}.path: the folder holding its corpus.jsonl, queries.jsonl and qrels/)"
+            )
     for name in cfg["evaluate"]["layer_analysis"]:
         if name not in datasets:
             problems.append(f"evaluate.layer_analysis: {name!r} is not in evaluate.datasets")

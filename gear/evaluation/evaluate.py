@@ -57,7 +57,7 @@ from gear.evaluation.localization import (
 from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.settings import EvaluateSettings
 from gear.inference import LocalizationConfig, load_gear
-from gear.layout import Layout
+from gear.layout import Layout, dataset_tasks
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,9 @@ def run_model(
         scenario: ``qar`` or ``rir``; trained models are the ones trained on it.
         datasets: data set -> (corpus path, queries path).
         outputs: ``gear.workflow.evaluation_plan.model_job_outputs`` keys -> paths.
+
+    A data set gets the tasks of the entry it supports (:func:`gear.layout.dataset_tasks`): a
+    BEIR set, having no answers or relevant sentences, gets retrieval only.
     """
     layout = _layout(cfg)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
@@ -130,17 +133,19 @@ def run_model(
     for dataset, (corpus, queries) in datasets.items():
         data = EvalDataset.load(dataset, corpus, queries)
         common = {"provenance_config": cfg, "model_name": entry.name}
-        if "retrieval" in entry.tasks:
+        tasks = [task for task in entry.tasks if task in dataset_tasks(dataset)]
+        if "retrieval" in tasks:
             evaluate_retrieval(
                 encoder,
                 data,
                 settings,
                 out_json=outputs[f"{dataset}_retrieval"],
                 run_file=outputs[f"{dataset}_run"],
+                qrels_file=outputs.get(f"{dataset}_qrels"),
                 cache_root=layout.embedding_cache(),
                 **common,
             )
-        if "localization" in entry.tasks:
+        if "localization" in tasks:
             if gear_model is not None:
                 model, tokenizer = gear_model
                 scorer = GearUnitScorer(
@@ -163,7 +168,7 @@ def run_model(
             evaluate_localization(
                 scorer, data, settings, out_json=outputs[f"{dataset}_localization"], **common
             )
-        if "generation" in entry.tasks:
+        if "generation" in tasks:
             if gear_model is None:
                 raise ValueError(
                     f"{entry.name}: generation needs GeAR's decoder; kind {entry.kind!r} has none"

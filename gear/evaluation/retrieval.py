@@ -1,4 +1,4 @@
-"""The retrieval evaluator: exact search over the corpus, R@k and M@k, a TREC run file."""
+"""The retrieval evaluator: exact search over the corpus, R@k and M@k, a TREC run file and its qrels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from gear.evaluation.metrics import (
     retrieval_metrics,
 )
 from gear.evaluation.results import build_result, format_metrics, result_provenance
-from gear.evaluation.search import SearchSettings, search, write_run
+from gear.evaluation.search import SearchSettings, search, write_qrels, write_run
 from gear.evaluation.settings import EvaluateSettings
 from gear.io import write_json
 
@@ -31,6 +31,7 @@ def evaluate_retrieval(
     *,
     out_json: str | Path,
     run_file: str | Path | None = None,
+    qrels_file: str | Path | None = None,
     cache_root: str | Path | None = None,
     search_settings: SearchSettings | None = None,
     provenance_config: dict | None = None,
@@ -44,6 +45,8 @@ def evaluate_retrieval(
         settings: the ``evaluate`` section (depth, k, batch size, bootstrap).
         out_json: result path (``Layout.eval_json(model, dataset, "retrieval")``).
         run_file: TREC run path (``Layout.run_file``), written when given.
+        qrels_file: TREC qrels path (``Layout.qrels_file``, beside the run file), written when
+            given: each query's relevant documents, so ``trec_eval qrels run`` scores the run.
         cache_root: embedding cache folder (``Layout.embedding_cache()``); None encodes in memory.
         search_settings: shard size, RAM budget, GPU choice.
         provenance_config: the config the result is computed under (hashed into provenance).
@@ -72,7 +75,9 @@ def evaluate_retrieval(
             scores,
             name,
         )
-    gold = [[data.position[q.doc_id]] for q in data.queries]
+    if qrels_file is not None:
+        write_qrels(qrels_file, [(q.query_id, q.judgments()) for q in data.queries])
+    gold = [[data.position[doc_id] for doc_id in q.judgments()] for q in data.queries]
     per_query = retrieval_metrics(ids, scores, gold, settings.retrieval.k)
     result = build_result(
         model=name,

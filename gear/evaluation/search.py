@@ -1,4 +1,4 @@
-"""Exact search over an embedding cache (SPEC 6: inner product), and TREC run files.
+"""Exact search over an embedding cache (SPEC 6: inner product), and TREC run and qrels files.
 
 Search
     Exact maximum inner product (SPEC 6 says no more), by one of two backends. Which one runs is
@@ -32,6 +32,19 @@ Search
     exactly equal at the ``depth`` boundary, the FAISS paths keep the lowest positions; the torch
     backend keeps the ones ``torch.topk`` picks (in the order above).
 
+Run and qrels files
+    :func:`write_run` writes the standard TREC run format, one line per retrieved document,
+    ``query_id Q0 doc_id rank score run_name`` separated by single spaces (``rank`` from 1 in the
+    search's order, ``score`` with 6 decimals, ``run_name`` the model); :func:`write_qrels` writes
+    TREC qrels ``query_id 0 doc_id relevance`` beside it, so ``trec_eval -m recall.5 -m
+    recip_rank qrels.tsv run.tsv``, pytrec_eval and ir_measures read both as they are. Ties:
+    trec_eval ignores the rank column and orders by score, then by document id in reverse
+    lexicographic order, while :mod:`gear.evaluation.metrics` ranks documents of exactly equal
+    float32 score pessimistically (irrelevant first). Figures agree wherever a relevant document
+    shares no printed score with another document of its query's list (tested on every run file
+    of an evaluation, ``tests/gear/test_evaluate.py``); trec_eval's ``recip_rank`` has no
+    cut-off, so ``M@k`` equals it on the run cut to its top k.
+
 Example:
     >>> store = encode_texts(encoder, [d.text for d in corpus], "results/mini/cache/embeddings")  # doctest: +SKIP
     >>> scores, ids = search(store, encoder.encode_queries(questions), depth=100)                # doctest: +SKIP
@@ -41,7 +54,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -566,6 +579,19 @@ def write_run(
                     continue
                 rank += 1
                 handle.write(f"{qid} Q0 {doc_ids[position]} {rank} {float(score):.6f} {run_name}\n")
+
+
+def write_qrels(path: str | Path, judgments: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+    """Write TREC qrels ``query_id 0 doc_id relevance`` atomically (trec_eval's qrels format).
+
+    Args:
+        path: destination (``Layout.qrels_file(model, dataset)``, beside the run file).
+        judgments: ``(query_id, {doc_id: relevance})`` of every evaluated query, in order.
+    """
+    with atomic_open(path) as handle:
+        for qid, relevant in judgments:
+            for doc_id, relevance in relevant.items():
+                handle.write(f"{qid} 0 {doc_id} {int(relevance)}\n")
 
 
 def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:

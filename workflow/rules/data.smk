@@ -2,11 +2,18 @@
 # QAR training triples sampled from PAQ and the RIR data synthesized from Wikipedia. The work is
 # in data_prep/; each script is a few lines of glue. Outputs (gear/layout.py):
 #   L.corpus(ds), L.queries(ds), L.stats(ds)   for ds in squad, nq, triviaqa, paq, rir
+#   L.beir_files(ds)                           the same test set in BEIR layout, same job
+#   and the same for every BEIR set of data.beir (rule build_beir, data_prep/beir.py)
 #   L.train_triples("qar"), L.train_triples("rir")
 # Download rules exist only for the raw files whose URL the config names (config/paper.yaml);
 # the mini config names none, so its runs never download.
+import re
+
+from data_prep.beir import beir_files
+
 DATA = config["data"]
 QA_SOURCES = ("squad", "nq", "triviaqa")
+BEIR_SETS = DATA.get("beir", {})
 RIR_WORK = L.rir_work()
 
 
@@ -29,6 +36,7 @@ rule build_qa:
             e["path"] for e in DATA[wildcards.dataset].get("extra_corpus", [])
         ],
     output:
+        **L.beir_files("{dataset}"),
         corpus=L.corpus("{dataset}"),
         queries=L.queries("{dataset}"),
         stats=L.stats("{dataset}"),
@@ -51,11 +59,45 @@ rule build_qa:
         "../scripts/data_build_qa.py"
 
 
+if BEIR_SETS:
+
+    # Any BEIR folder named by the config (data.beir.beir-{name}) as a test set: retrieval only.
+    rule build_beir:
+        input:
+            unpack(
+                lambda wildcards: beir_files(
+                    BEIR_SETS[wildcards.dataset]["path"],
+                    BEIR_SETS[wildcards.dataset].get("split", "test"),
+                )
+            ),
+        output:
+            **L.beir_files("{dataset}"),
+            corpus=L.corpus("{dataset}"),
+            queries=L.queries("{dataset}"),
+            stats=L.stats("{dataset}"),
+        log:
+            L.log("data", "build_{dataset}"),
+        benchmark:
+            L.benchmark("data", "build_{dataset}")
+        wildcard_constraints:
+            dataset="|".join(map(re.escape, BEIR_SETS)),
+        conda:
+            "../../environment.yml"
+        params:
+            data=DATA_SHARED,
+            split=lambda wildcards: BEIR_SETS[wildcards.dataset].get("split", "test"),
+            model_paths=MODEL_PATHS["tokenizer"],
+            allow_downloads=config["allow_downloads"],
+        script:
+            "../scripts/data_build_beir.py"
+
+
 rule build_paq:
     input:
         metadata=DATA["paq"]["metadata"],
         passages=DATA["paq"]["passages"],
     output:
+        **L.beir_files("paq"),
         corpus=L.corpus("paq"),
         queries=L.queries("paq"),
         stats=L.stats("paq"),
@@ -131,6 +173,7 @@ rule rir_postprocess:
         documents=RIR_WORK / "preprocessed.jsonl",
         rewrites=RIR_WORK / "rewrites.jsonl",
     output:
+        **L.beir_files("rir"),
         corpus=L.corpus("rir"),
         queries=L.queries("rir"),
         stats=L.stats("rir"),
