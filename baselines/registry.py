@@ -234,9 +234,13 @@ def build_lexical(entry: ModelEntry) -> BM25Retriever:
         ConfigError: the entry is not lexical, or a bad ``bm25`` setting (names the entry).
     """
     if not entry.lexical:
-        raise ConfigError(f"registry entry {entry.name}: kind {entry.kind!r} is not lexical; use build_encoder")
+        raise ConfigError(
+            f"registry entry {entry.name}: kind {entry.kind!r} is not lexical; use build_encoder"
+        )
     try:
-        settings = dataclass_from_mapping(BM25Settings, dict(entry.bm25), f"registry entry {entry.name}: bm25")
+        settings = dataclass_from_mapping(
+            BM25Settings, dict(entry.bm25), f"registry entry {entry.name}: bm25"
+        )
     except ValueError as err:
         raise ConfigError(f"registry entry {entry.name}: {err}") from err
     return BM25Retriever(settings, name=entry.name)

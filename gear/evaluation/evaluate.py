@@ -162,7 +162,9 @@ def run_model(
                             scorer, data, settings, layers, out_json=outputs[f"{dataset}_layers"], **common
                         )
             elif entry.lexical:
-                scorer = encoder  # score_units: each unit against the query, the document's units the collection
+                scorer = (
+                    encoder  # score_units: each unit against the query, the document's units the collection
+                )
             else:
                 scorer = BiEncoderUnitScorer(encoder, settings.batch_size, layout.embedding_cache())
             evaluate_localization(

@@ -268,10 +268,16 @@ def test_bm25_job_ranks_documents_and_sentences(tmp_path, squad_dir, config):
     entry = load_registry(REPO_ROOT / cfg["registry"])["BM25"]
     layout = Layout.from_config(cfg)
     corpus, queries = squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"
-    run_model(entry, job_config(cfg, entry), "qar", {"squad": (corpus, queries)}, model_job_outputs(entry, cfg, "qar", layout))
+    run_model(
+        entry,
+        job_config(cfg, entry),
+        "qar",
+        {"squad": (corpus, queries)},
+        model_job_outputs(entry, cfg, "qar", layout),
+    )
 
     data = EvalDataset.load("squad", corpus, queries)
-    scores, ids = build_lexical(entry).search([d.text for d in data.documents], [q.text for q in data.queries], 20)
+    _, ids = build_lexical(entry).search([d.text for d in data.documents], [q.text for q in data.queries], 20)
     run = read_run(layout.run_file("BM25", "squad"))
     first = data.queries[0]
     assert [doc for doc, _ in run[first.query_id]] == [data.documents[i].doc_id for i in ids[0] if i >= 0]
