@@ -1,8 +1,9 @@
 """The model registry: ``config/baselines.yaml`` loaded, validated and turned into encoders.
 
 Every model compared in the suite is one entry (SPEC 8). A run chooses entries by name in its
-config's ``evaluate.models``; nothing is chosen by catching a failed download. Comparing a new
-model is one entry in the registry plus its name in ``evaluate.models``::
+config's ``evaluate.models`` and ``evaluate.extra_models`` (:func:`run_models`); nothing is chosen
+by catching a failed download. Comparing a new model is one entry in the registry plus its name in
+``evaluate.extra_models`` (or ``evaluate.models``)::
 
     MyModel:
       kind: hf_encoder            # or sentence_transformers / flag_embedding (or bm25, below)
@@ -154,6 +155,29 @@ def select_models(
                     f"{known}; add it there (its losses) or use one of those"
                 )
     return chosen
+
+
+def run_models(
+    registry: dict[str, ModelEntry], evaluate: dict, variants: Iterable[str] | None = None
+) -> list[ModelEntry]:
+    """The entries a run evaluates: ``evaluate.models``, then ``evaluate.extra_models`` (optional).
+
+    ``extra_models`` lets a config that is merged onto another (``--configfile mine.yaml`` on top
+    of ``config/mini.yaml``: Snakemake merges mappings key by key and replaces lists whole) add
+    models without repeating the default list.
+
+    Raises:
+        ConfigError: an unknown name (naming the key and the registry's names), or a name in both lists.
+    """
+    extra = list(evaluate.get("extra_models") or [])
+    repeated = [name for name in extra if name in evaluate["models"]]
+    if repeated:
+        raise ConfigError(
+            f"evaluate.extra_models: {repeated} already in evaluate.models {evaluate['models']}; name each model once"
+        )
+    return select_models(registry, evaluate["models"], "evaluate.models", variants) + select_models(
+        registry, extra, "evaluate.extra_models", variants
+    )
 
 
 def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -> str:
