@@ -1,10 +1,20 @@
-"""The retrieval evaluator: exact search over the corpus, R@k and M@k, a TREC run file and its qrels."""
+"""The retrieval evaluator: exact search over the corpus, R@k and M@k, a TREC run file and its qrels.
+
+A dense model (a :class:`~gear.encoding.TextEncoder`) is searched by inner product over its cached
+vectors; a lexical one (a :class:`LexicalRetriever`, e.g. ``baselines.lexical.BM25Retriever``)
+ranks the texts itself. Both give ``(scores, ids)`` in the same shape and order, so the run file
+and the metrics are computed alike.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from gear.encoding import TextEncoder
 from gear.evaluation.dataset import EvalDataset
@@ -24,8 +34,22 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 
 
+class LexicalRetriever(Protocol):
+    """A retriever that ranks texts itself (no vectors), such as BM25."""
+
+    name: str
+
+    def fingerprint(self) -> str:
+        """What its scores depend on (recorded in the result's provenance)."""
+
+    def search(
+        self, documents: Sequence[str], queries: Sequence[str], depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``(n_queries, depth)``, as ``gear.evaluation.search.search`` returns them."""
+
+
 def evaluate_retrieval(
-    encoder: TextEncoder,
+    encoder: TextEncoder | LexicalRetriever,
     data: EvalDataset,
     settings: EvaluateSettings,
     *,
@@ -40,7 +64,7 @@ def evaluate_retrieval(
     """Retrieve for every query of ``data`` and write ``R@k`` / ``M@k`` with intervals.
 
     Args:
-        encoder: the model.
+        encoder: the model: a dense encoder, or a :class:`LexicalRetriever`.
         data: the test set; each query's relevant document is its ``doc_id``.
         settings: the ``evaluate`` section (depth, k, batch size, bootstrap).
         out_json: result path (``Layout.eval_json(model, dataset, "retrieval")``).
@@ -59,13 +83,17 @@ def evaluate_retrieval(
     search_settings = search_settings or SearchSettings()
     name = model_name or encoder.name
     texts = [doc.text for doc in data.documents]
-    store = encode_texts(
-        encoder, texts, cache_root, batch_size=settings.batch_size, shard_size=search_settings.shard_size
-    )
-    query_vectors = encode_texts(
-        encoder, [q.text for q in data.queries], None, kind="queries", batch_size=settings.batch_size
-    )
-    scores, ids = search(store, query_vectors, settings.retrieval.depth, search_settings)
+    query_texts = [q.text for q in data.queries]
+    if isinstance(encoder, TextEncoder):
+        store = encode_texts(
+            encoder, texts, cache_root, batch_size=settings.batch_size, shard_size=search_settings.shard_size
+        )
+        query_vectors = encode_texts(
+            encoder, query_texts, None, kind="queries", batch_size=settings.batch_size
+        )
+        scores, ids = search(store, query_vectors, settings.retrieval.depth, search_settings)
+    else:
+        scores, ids = encoder.search(texts, query_texts, settings.retrieval.depth)
     if run_file is not None:
         write_run(
             run_file,

@@ -339,6 +339,40 @@ def test_every_run_file_scores_as_pytrec_eval_does(job_run):
         assert compared == len(run), f"{dataset}: {len(run) - compared} queries tie"
 
 
+def test_bm25_job_ranks_documents_and_sentences(tmp_path, squad_dir, config):
+    """A lexical entry through the job path: its run file is BM25's ranking of the corpus, and on
+    SQuAD (questions share words with their answer sentence) it localizes above the random ranking."""
+    from baselines.registry import build_lexical, load_registry
+
+    cfg = copy.deepcopy(config)
+    cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
+    cfg["evaluate"]["bootstrap"]["resamples"] = 100
+    cfg["evaluate"]["datasets"] = ["squad"]
+    entry = load_registry(REPO_ROOT / cfg["registry"])["BM25"]
+    layout = Layout.from_config(cfg)
+    corpus, queries = squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"
+    run_model(
+        entry,
+        job_config(cfg, entry),
+        "qar",
+        {"squad": (corpus, queries)},
+        model_job_outputs(entry, cfg, "qar", layout),
+    )
+
+    data = EvalDataset.load("squad", corpus, queries)
+    _, ids = build_lexical(entry).search([d.text for d in data.documents], [q.text for q in data.queries], 20)
+    run = read_run(layout.run_file("BM25", "squad"))
+    first = data.queries[0]
+    assert [doc for doc, _ in run[first.query_id]] == [data.documents[i].doc_id for i in ids[0] if i >= 0]
+    retrieval = read_json(layout.eval_json("BM25", "squad", "retrieval"))
+    hits = [data.position[q.doc_id] in row[:5] for q, row in zip(data.queries, ids, strict=True)]
+    assert retrieval["metrics"]["R@5"] == pytest.approx(np.mean(hits))
+    assert retrieval["provenance"]["encoder_fingerprint"].startswith("bm25-")
+    localization = read_json(layout.eval_json("BM25", "squad", "localization"))
+    assert localization["n_queries"] > 0 and localization["provenance"]["scorer"] == "BM25Retriever"
+    assert localization["metrics"]["R@1"] > localization["references"]["random"]["metrics"]["R@1"]
+
+
 def test_settings_from_config(config, paper_config):
     settings = EvaluateSettings.from_config(paper_config["evaluate"])
     assert settings.retrieval.k == 5 and settings.bootstrap.resamples == 1000

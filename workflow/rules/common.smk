@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from baselines.registry import load_registry, select_models
+from baselines.registry import load_registry, run_models
 from gear.config import validate_config
 from gear.layout import DATASETS, Layout, scenario_of
 from gear.workflow.plan import plan_models
@@ -12,9 +12,8 @@ from gear.workflow.plan import plan_models
 validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
 L = Layout.from_config(config)
 REGISTRY = load_registry(config["registry"])
-MODELS = select_models(
-    REGISTRY, config["evaluate"]["models"], variants=config["train"]["variants"]
-)
+# evaluate.models, then evaluate.extra_models (a config merged onto mini.yaml adds models there).
+MODELS = run_models(REGISTRY, config["evaluate"], variants=config["train"]["variants"])
 EVAL_DATASETS = config["evaluate"]["datasets"]
 # Unavailable models stop a run before its first job (onstart); a dry run loads none, so it
 # plans the DAG and warns.
