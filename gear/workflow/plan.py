@@ -97,4 +97,6 @@ def software_problem(entries: list[ModelEntry]) -> RuntimeError | None:
     problem = flag_embedding_problem() if flag else None
     if problem is None:
         return None
-    return RuntimeError(f"registry entries {', '.join(flag)} of evaluate.models need FlagEmbedding: {problem}")
+    return RuntimeError(
+        f"registry entries {', '.join(flag)} of evaluate.models need FlagEmbedding: {problem}"
+    )

@@ -52,5 +52,7 @@ def test_the_adapter_refuses_before_importing_flag_embedding(transformers_5, tmp
     from baselines.adapters import EncoderSpec
 
     spec = EncoderSpec("BGE", str(tmp_path), None, "cls", "", "", 512)
-    with pytest.raises(RuntimeError, match=r"registry entry BGE needs FlagEmbedding: .*transformers 5\.25\.0"):
+    with pytest.raises(
+        RuntimeError, match=r"registry entry BGE needs FlagEmbedding: .*transformers 5\.25\.0"
+    ):
         FlagEmbeddingEncoder(spec, device="cpu")
