@@ -105,7 +105,20 @@ def _parts(args: argparse.Namespace, work: Path) -> list[tuple[str, list[str], f
         ),
         (
             "gpu tests and determinism",
-            [*py, "-m", "pytest", "-m", "gpu", "-s", "-q", "-rs", "-p", "no:cacheprovider", *tests],
+            [
+                *py,
+                "-m",
+                "pytest",
+                "-m",
+                "gpu",
+                "-s",
+                "-q",
+                "-rs",
+                "-p",
+                "no:cacheprovider",
+                "--continue-on-collection-errors",
+                *tests,
+            ],
             0.25,
         ),
         (
