@@ -46,6 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from baselines.adapters import flag_embedding_problem
 from baselines.retrain_sbert import last_checkpoint, read_triples
 from gear.config import ConfigError, dataclass_from_mapping
 from gear.hub import default_device
@@ -222,6 +223,9 @@ def retrain_bge(
     """
 
     cfg = dataclass_from_mapping(BgeRTConfig, bge_cfg, "baselines.bge_rt")
+    problem = flag_embedding_problem()
+    if problem is not None:
+        raise RuntimeError(f"BGE_RT is trained by FlagEmbedding: {problem}")
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir.parent / f".{out_dir.name}.work"
     if device is None:
