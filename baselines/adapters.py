@@ -32,6 +32,7 @@ import abc
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,36 @@ log = logging.getLogger(__name__)
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.onnx")
 #: progress bars only for encodings longer than this many batches
 PROGRESS_MIN_BATCHES = 20
+#: registry kinds that run FlagEmbedding (its FlagModel, or its fine-tuning pipeline for bge_rt)
+FLAG_EMBEDDING_KINDS = ("flag_embedding", "bge_rt")
+
+
+def flag_embedding_problem() -> str | None:
+    """Why FlagEmbedding cannot run in this environment, or None when it can.
+
+    Read from the installed packages' metadata, without importing anything: FlagEmbedding 1.4.2
+    (the version constraints.txt pins) does not import under transformers 5, although its own
+    metadata allows it, so a transformers-5 environment (requirements-tf5.txt, or a machine whose
+    transformers 5 is preinstalled) can run GeAR and every other model kind but not BGE / BGE_RT.
+    """
+    try:
+        transformers_version = metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return "transformers is not installed: install the main set, pip install -r requirements.txt -e ."
+    if int(transformers_version.split(".")[0]) >= 5:
+        return (
+            f"FlagEmbedding 1.4.2 does not import under transformers {transformers_version} (it needs "
+            "transformers 4.x): install the main set, pip install -r requirements.txt -e . (transformers "
+            "4.57.6), or leave the BGE-family entries (kinds flag_embedding, bge_rt) out of evaluate.models"
+        )
+    try:
+        metadata.version("FlagEmbedding")
+    except metadata.PackageNotFoundError:
+        return (
+            "FlagEmbedding is not installed: install the main set, pip install -r requirements.txt -e ., "
+            "or leave the BGE-family entries (kinds flag_embedding, bge_rt) out of evaluate.models"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -307,6 +338,9 @@ class FlagEmbeddingEncoder(EncoderAdapter):
 
     def __init__(self, spec: EncoderSpec, device: str | None = None):
         super().__init__(spec, device)
+        problem = flag_embedding_problem()
+        if problem is not None:
+            raise RuntimeError(f"registry entry {spec.name} needs FlagEmbedding: {problem}")
         from FlagEmbedding import FlagModel
         from transformers import AutoConfig
 

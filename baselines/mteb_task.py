@@ -10,6 +10,13 @@ test sets (``R/data/{dataset}/corpus.jsonl`` + ``queries.jsonl``; the qrels are 
 suite evaluates. This lets anyone check the suite's retrieval numbers against mteb's evaluator,
 or run an mteb task on a model of the registry.
 
+A trained GeAR is an mteb model of its own: :func:`gear_mteb_model` loads a GeAR folder
+(``R/models/GeAR/{scenario}/model``) with :func:`gear_model_meta`, its ``ModelMeta`` (name,
+revision = the weights' SHA-256, framework PyTorch, English, embedding size, token limit,
+parameters of the bi-encoder, no prompts: GeAR encodes queries and documents without an
+instruction) and a ``loader``, so ``gear_model_meta(folder).load_model()`` works as for any model
+of mteb's registry, and ``mteb.evaluate(gear_mteb_model(folder), tasks)`` runs any mteb task.
+
 mteb is an optional extra (``pip install -e '.[mteb]'``; the test command installs it): the
 workflow never uses it. Without it, these functions raise an ImportError that says so.
 
@@ -27,12 +34,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
 
 from gear.encoding import TextEncoder
-from gear.io import DataFormatError, iter_jsonl, require_fields
+from gear.inference import GearEncoder
+from gear.io import DataFormatError, file_sha256, iter_jsonl, read_json, require_fields
+from gear.model.modeling import CONFIG_NAME, WEIGHTS_NAME, GearConfig
 
 #: cut-offs mteb reports (R@5/M@5 are the paper's retrieval columns)
 K_VALUES = (1, 3, 5, 10, 20, 100)
+#: the paper, for GeAR's ModelMeta (authors and identifiers left out: ../shared/paper has none)
+GEAR_CITATION = """@misc{gear,
+  title = {GeAR: Generation Augmented Retrieval},
+  note = {arXiv preprint (v1, the version this suite reproduces); ACL 2025}
+}"""
 
 
 def require_mteb():
@@ -62,7 +77,8 @@ def read_local_retrieval(dataset_dir: str | Path, with_titles: bool = False) -> 
 
     Returns:
         ``{"corpus": Dataset(id, text, title), "queries": Dataset(id, text),
-        "relevant_docs": {query_id: {doc_id: 1}}, "top_ranked": None}``.
+        "relevant_docs": {query_id: {doc_id: relevance}}, "top_ranked": None}``: each query's
+        ``relevant_docs`` where the set has them (BEIR imports), else ``{doc_id: 1}``.
 
     Raises:
         DataFormatError: a missing field, or a query whose ``doc_id`` is not in the corpus.
@@ -82,11 +98,14 @@ def read_local_retrieval(dataset_dir: str | Path, with_titles: bool = False) -> 
     for number, row in iter_jsonl(queries_file):
         where = f"{queries_file}:{number}"
         require_fields(row, {"query_id": str, "text": str, "doc_id": str}, where)
-        if row["doc_id"] not in known:
-            raise DataFormatError(f"{where}: doc_id {row['doc_id']!r} is not in {corpus_file}")
+        # several graded relevant documents where the set has them (BEIR imports), else doc_id
+        judged = row.get("relevant_docs") or {row["doc_id"]: 1}
+        for doc_id in (row["doc_id"], *judged):
+            if doc_id not in known:
+                raise DataFormatError(f"{where}: doc_id {doc_id!r} is not in {corpus_file}")
         query_ids.append(row["query_id"])
         query_texts.append(row["text"])
-        relevant[row["query_id"]] = {row["doc_id"]: 1}
+        relevant[row["query_id"]] = dict(judged)
     if not ids or not query_ids:
         raise DataFormatError(f"{dataset_dir}: empty corpus or no queries")
     return {
@@ -163,13 +182,13 @@ class MtebEncoder:
     are unit length, so mteb's cosine scoring is the suite's inner product.
     """
 
-    def __init__(self, encoder: TextEncoder, batch_size: int = 32):
+    def __init__(self, encoder: TextEncoder, batch_size: int = 32, meta=None):
         require_mteb()
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         self.encoder = encoder
         self.batch_size = batch_size
-        self.mteb_model_meta = ModelMeta.create_empty(
+        self.mteb_model_meta = meta or ModelMeta.create_empty(
             overwrites={
                 "name": f"gear-suite/{encoder.name}",
                 "revision": encoder.fingerprint(),
@@ -203,6 +222,89 @@ class MtebEncoder:
         from mteb.similarity_functions import pairwise_cos_sim
 
         return pairwise_cos_sim(embeddings1, embeddings2)
+
+
+def gear_model_meta(model_dir: str | Path, name: str = "gear-suite/GeAR"):
+    """mteb's ``ModelMeta`` of a trained GeAR folder, read from its files (nothing is loaded).
+
+    Args:
+        model_dir: a GeAR model folder (``config.json``, ``model.safetensors``, tokenizer files).
+        name: the model's name in mteb's results (``organization/model``).
+
+    Returns:
+        a ``ModelMeta`` whose ``loader`` is :func:`gear_mteb_model` on ``model_dir``.
+    """
+    require_mteb()
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+    model_dir = Path(model_dir)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}; not a saved GeAR model folder")
+    config_path = model_dir / CONFIG_NAME
+    config = GearConfig.from_dict(read_json(config_path), str(config_path))
+    bi_encoder = _bi_encoder_parameters(weights)
+    return ModelMeta(
+        loader=_load_gear_for_mteb,
+        loader_kwargs={"model_dir": str(model_dir)},
+        name=name,
+        revision=file_sha256(weights)[:16],
+        release_date=None,
+        languages=["eng-Latn"],
+        n_parameters=bi_encoder,
+        memory_usage_mb=round(bi_encoder * 4 / 2**20, 1),  # float32 weights
+        max_tokens=config.max_document_tokens,
+        embed_dim=config.hidden_size,
+        license=None,
+        open_weights=None,
+        public_training_code=None,
+        public_training_data=None,
+        framework=["PyTorch"],
+        reference=None,
+        similarity_fn_name=ScoringFunction.COSINE,
+        use_instructions=False,  # no prompts: queries and documents are encoded as they are
+        training_datasets=None,  # PAQ (QAR) or synthesized RIR triples: no mteb task
+        adapted_from=str(config.extra.get("init_checkpoint"))
+        if config.extra.get("init_checkpoint")
+        else None,
+        modalities=["text"],
+        model_type=["dense"],
+        citation=GEAR_CITATION,
+    )
+
+
+def _bi_encoder_parameters(weights: Path) -> int:
+    """Parameters of the query and document encoders (what retrieval runs), from the weights file."""
+    total = 0
+    with safe_open(str(weights), framework="pt") as handle:
+        for key in handle.keys():
+            if key.startswith(("query_encoder.", "document_encoder.")):
+                total += int(np.prod(handle.get_slice(key).get_shape()))
+    return total
+
+
+def _load_gear_for_mteb(name: str, revision: str | None = None, *, model_dir: str, **kwargs):
+    """mteb's loader signature (``loader(name, revision=..., **loader_kwargs)``)."""
+    model = gear_mteb_model(model_dir, name=name, device=kwargs.get("device"))
+    if revision is not None and revision != model.mteb_model_meta.revision:
+        raise ValueError(
+            f"{model_dir}: weights revision {model.mteb_model_meta.revision}, but {revision} was asked for"
+        )
+    return model
+
+
+def gear_mteb_model(
+    model_dir: str | Path, name: str = "gear-suite/GeAR", device: str | None = None, batch_size: int = 32
+) -> MtebEncoder:
+    """A trained GeAR as an mteb model: its bi-encoder (``gear.inference.GearEncoder``) with
+    :func:`gear_model_meta`.
+
+    Example:
+        >>> model = gear_mteb_model("results/mini/models/GeAR/qar/model")  # doctest: +SKIP
+        >>> mteb.evaluate(model, mteb.get_tasks(["SciFact"]))  # doctest: +SKIP
+    """
+    encoder = GearEncoder(model_dir, name=name.rsplit("/", 1)[-1], device=device)
+    return MtebEncoder(encoder, batch_size, meta=gear_model_meta(model_dir, name))
 
 
 def evaluate_local(

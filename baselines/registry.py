@@ -1,11 +1,12 @@
 """The model registry: ``config/baselines.yaml`` loaded, validated and turned into encoders.
 
 Every model compared in the suite is one entry (SPEC 8). A run chooses entries by name in its
-config's ``evaluate.models``; nothing is chosen by catching a failed download. Comparing a new
-model is one entry in the registry plus its name in ``evaluate.models``::
+config's ``evaluate.models`` and ``evaluate.extra_models`` (:func:`run_models`); nothing is chosen
+by catching a failed download. Comparing a new model is one entry in the registry plus its name in
+``evaluate.extra_models`` (or ``evaluate.models``)::
 
     MyModel:
-      kind: hf_encoder            # or sentence_transformers / flag_embedding
+      kind: hf_encoder            # or sentence_transformers / flag_embedding (or bm25, below)
       model: /data/models/my-encoder   # hub id, model_paths key or local folder
       revision: main
       pooling: mean
@@ -21,6 +22,19 @@ load ``entry.model`` through :func:`gear.hub.resolve_model` (hub ids are fetched
 revision only where the run allows downloads), ``sbert_rt`` / ``bge_rt`` load the folder the
 workflow trained (``layout.final_model(entry.name, scenario)``), ``gear`` loads
 ``layout.final_model(entry.variant, scenario)`` through ``gear.inference.GearEncoder``.
+
+Two families of retrievers, told apart by ``kind``: dense ones (every kind above) are
+:class:`gear.encoding.TextEncoder` objects whose vectors the evaluation searches by inner product;
+lexical ones (``LEXICAL_KINDS``: ``bm25``) rank texts themselves, :func:`build_lexical` gives a
+:class:`baselines.lexical.BM25Retriever` (``search`` for retrieval, ``score_units`` for
+localization), configured by the entry's optional ``bm25:`` mapping::
+
+    BM25:
+      kind: bm25
+      bm25: {k1: 0.9, b: 0.4}     # optional: method, stemmer (english | none), stopwords (en | none)
+      group: lexical
+      tasks: [retrieval, localization]
+      citation: "..."
 """
 
 from __future__ import annotations
@@ -32,13 +46,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from baselines.adapters import ADAPTERS, EncoderSpec
-from gear.config import REPO_ROOT, ConfigError, load_yaml, validate_against_schema
+from baselines.lexical import BM25Retriever, BM25Settings
+from gear.config import REPO_ROOT, ConfigError, dataclass_from_mapping, load_yaml, validate_against_schema
 from gear.hub import ModelSource, local_model_folder
 from gear.io import read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
 TRAINED_KINDS = ("sbert_rt", "bge_rt", "gear")
+#: kinds that rank texts themselves (no vectors): :func:`build_lexical`
+LEXICAL_KINDS = ("bm25",)
 #: the rule that trains each trained kind (named in the error when its model is missing)
 TRAINING_RULES = {"sbert_rt": "train_sbert_rt", "bge_rt": "train_bge_rt", "gear": "train_gear"}
 
@@ -49,22 +66,28 @@ class ModelEntry:
 
     name: str
     kind: str
-    pooling: str
     group: str
     tasks: tuple[str, ...]
     citation: str
+    pooling: str | None = None  # dense kinds only
     model: str | None = None
     revision: str | None = None
     variant: str | None = None
     query_prefix: str = ""
     document_prefix: str = ""
     max_length: int = 512
+    bm25: dict = field(default_factory=dict)  # lexical kinds only (baselines.lexical.BM25Settings)
     extra: dict = field(default_factory=dict)
 
     @property
     def trained_by_suite(self) -> bool:
         """Whether the workflow trains this model (its weights come from ``R/models``)."""
         return self.kind in TRAINED_KINDS
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the model ranks texts itself (``LEXICAL_KINDS``) instead of encoding them."""
+        return self.kind in LEXICAL_KINDS
 
     def digest(self) -> str:
         """A short hash of every field: a rule param that reruns a job when its entry is edited
@@ -132,6 +155,29 @@ def select_models(
                     f"{known}; add it there (its losses) or use one of those"
                 )
     return chosen
+
+
+def run_models(
+    registry: dict[str, ModelEntry], evaluate: dict, variants: Iterable[str] | None = None
+) -> list[ModelEntry]:
+    """The entries a run evaluates: ``evaluate.models``, then ``evaluate.extra_models`` (optional).
+
+    ``extra_models`` lets a config that is merged onto another (``--configfile mine.yaml`` on top
+    of ``config/mini.yaml``: Snakemake merges mappings key by key and replaces lists whole) add
+    models without repeating the default list.
+
+    Raises:
+        ConfigError: an unknown name (naming the key and the registry's names), or a name in both lists.
+    """
+    extra = list(evaluate.get("extra_models") or [])
+    repeated = [name for name in extra if name in evaluate["models"]]
+    if repeated:
+        raise ConfigError(
+            f"evaluate.extra_models: {repeated} already in evaluate.models {evaluate['models']}; name each model once"
+        )
+    return select_models(registry, evaluate["models"], "evaluate.models", variants) + select_models(
+        registry, extra, "evaluate.extra_models", variants
+    )
 
 
 def start_checkpoint_folder(cfg: dict, resolved: dict[str, str] | None = None) -> str:
@@ -205,6 +251,25 @@ def _require_trained(entry: ModelEntry, scenario: str, layout) -> Path:
     return folder
 
 
+def build_lexical(entry: ModelEntry) -> BM25Retriever:
+    """The retriever of a lexical entry (``kind: bm25``); its ``bm25:`` mapping sets it up.
+
+    Raises:
+        ConfigError: the entry is not lexical, or a bad ``bm25`` setting (names the entry).
+    """
+    if not entry.lexical:
+        raise ConfigError(
+            f"registry entry {entry.name}: kind {entry.kind!r} is not lexical; use build_encoder"
+        )
+    try:
+        settings = dataclass_from_mapping(
+            BM25Settings, dict(entry.bm25), f"registry entry {entry.name}: bm25"
+        )
+    except ValueError as err:
+        raise ConfigError(f"registry entry {entry.name}: {err}") from err
+    return BM25Retriever(settings, name=entry.name)
+
+
 def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: str | None = None):
     """The :class:`gear.encoding.TextEncoder` of a registry entry.
 
@@ -224,5 +289,9 @@ def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: s
         from gear.inference import GearEncoder
 
         return GearEncoder(folder, name=entry.name, device=device)
+    if entry.lexical:
+        raise ValueError(
+            f"registry entry {entry.name}: kind {entry.kind!r} encodes nothing; build_lexical gives its retriever"
+        )
 
     return ADAPTERS[entry.kind](encoder_spec(entry, cfg, scenario, layout), device=device)

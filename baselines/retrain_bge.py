@@ -26,8 +26,12 @@ FlagEmbedding's example scripts, fp16 mixed precision on CUDA (bf16 where suppor
 no DeepSpeed. Step checkpoints go to ``work_dir`` every ``checkpoint_every_steps`` steps and a
 rerun resumes from the newest; the folder is removed once the model is saved.
 
-The result, ``R/models/BGE_RT/{scenario}/model``, is a plain Hugging Face BERT folder (config,
-weights, tokenizer, ``train_config.json``) that ``FlagModel`` loads (registry kind ``bge_rt``).
+The result, ``R/models/BGE_RT/{scenario}/model``, is a Hugging Face BERT folder (config,
+weights, tokenizer, ``train_config.json``) that ``FlagModel`` loads (registry kind ``bge_rt``),
+and a sentence-transformers model too (:func:`write_sentence_transformer_modules`:
+``Transformer -> Pooling(cls) -> Normalize``, at the registry's length of 512 tokens), so that
+``SentenceTransformer(folder)`` gives the embeddings the suite scores rather than mean-pooled,
+unnormalised ones; a model card (``README.md``, ``gear.model.card``) says what it was trained on.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from baselines.adapters import flag_embedding_problem
 from baselines.retrain_sbert import last_checkpoint, read_triples
 from gear.config import ConfigError, dataclass_from_mapping
 from gear.hub import default_device
-from gear.io import atomic_dir, write_json, write_jsonl
+from gear.io import atomic_dir, read_json, write_json, write_jsonl
+from gear.model.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,16 @@ POOLING = "cls"
 FLAG_MODULE = "FlagEmbedding.finetune.embedder.encoder_only.base"
 #: files of the trainer's output folder that make up the model (checkpoints and args are left out)
 MODEL_FILE_SKIP = ("training_args.bin",)
+#: tokens the suite encodes BGE_RT texts to (config/baselines.yaml's BGE_RT max_length)
+SCORING_MAX_LENGTH = 512
+#: what the sentence-transformers modules add to the folder (the Transformer module is the folder itself)
+SENTENCE_TRANSFORMER_FILES = (
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "1_Pooling",
+    "2_Normalize",
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +223,9 @@ def retrain_bge(
     """
 
     cfg = dataclass_from_mapping(BgeRTConfig, bge_cfg, "baselines.bge_rt")
+    problem = flag_embedding_problem()
+    if problem is not None:
+        raise RuntimeError(f"BGE_RT is trained by FlagEmbedding: {problem}")
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir.parent / f".{out_dir.name}.work"
     if device is None:
@@ -255,26 +274,85 @@ def retrain_bge(
         for item in trainer_dir.iterdir():
             if item.is_file() and item.name not in MODEL_FILE_SKIP:
                 shutil.copy2(item, tmp / item.name)
-        write_json(
-            tmp / "train_config.json",
-            {
-                "model": "BGE_RT",
-                "pipeline": f"FlagEmbedding {_version('FlagEmbedding')} {FLAG_MODULE}",
-                "pooling": POOLING,
-                "normalize_embeddings": True,
-                "negatives": "in-batch" + (" (cross-device)" if cfg.nproc_per_node > 1 else ""),
-                "start_checkpoint": str(start_checkpoint),
-                "train_file": str(train_file),
-                "triples": examples,
-                "seed": seed,
-                "max_steps": max_steps,
-                "wall_time_s": round(time.time() - started, 1),
-                "baselines.bge_rt": asdict(cfg),
-            },
-        )
+        write_sentence_transformer_modules(tmp)
+        record = {
+            "model": "BGE_RT",
+            "pipeline": f"FlagEmbedding {_version('FlagEmbedding')} {FLAG_MODULE}",
+            "pooling": POOLING,
+            "normalize_embeddings": True,
+            "negatives": "in-batch" + (" (cross-device)" if cfg.nproc_per_node > 1 else ""),
+            "start_checkpoint": str(start_checkpoint),
+            "train_file": str(train_file),
+            "triples": examples,
+            "seed": seed,
+            "max_steps": max_steps,
+            "wall_time_s": round(time.time() - started, 1),
+            "baselines.bge_rt": asdict(cfg),
+        }
+        write_json(tmp / "train_config.json", record)
+        _model_card(record, tmp / "trainer_state.json").write(tmp)
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("BGE_RT: trained in %.1f s, saved to %s", time.time() - started, out_dir)
     return out_dir
+
+
+def write_sentence_transformer_modules(folder: str | Path, max_seq_length: int = SCORING_MAX_LENGTH) -> None:
+    """Make a BGE_RT folder a SentenceTransformer as the suite scores it: CLS pooling, L2-normalised.
+
+    Only the module files are added (:data:`SENTENCE_TRANSFORMER_FILES`); the weights, config and
+    tokenizer that ``FlagModel`` reads stay as the trainer saved them.
+    """
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    folder = Path(folder)
+    transformer = Transformer(str(folder), max_seq_length=max_seq_length)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=POOLING)
+    model = SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu")
+    with tempfile.TemporaryDirectory(prefix="bge-rt-st-") as scratch:
+        model.save(scratch, create_model_card=False)
+        for name in SENTENCE_TRANSFORMER_FILES:
+            source = Path(scratch) / name
+            if source.is_dir():
+                shutil.copytree(source, folder / name, dirs_exist_ok=True)
+            elif source.is_file():
+                shutil.copy2(source, folder / name)
+
+
+def _model_card(record: dict, trainer_state: Path) -> ModelCard:
+    """BGE_RT's card from its ``train_config.json`` record (and the trainer's state, when saved)."""
+    metrics: dict[str, object] = {"wall time (s)": record["wall_time_s"]}
+    if trainer_state.is_file():
+        state = read_json(trainer_state)
+        metrics["optimizer steps"] = state.get("global_step")
+        losses = [entry["loss"] for entry in state.get("log_history", []) if "loss" in entry]
+        if losses:
+            metrics["last logged training loss"] = losses[-1]
+    return ModelCard(
+        title="BGE_RT",
+        summary=(
+            "The GeAR reproducibility suite's retrained BGE baseline (paper §4.1): FlagEmbedding's "
+            f"encoder-only embedder fine-tuning ({record['pipeline']}) from the suite's start checkpoint "
+            "on GeAR's training triples; CLS pooling, normalised embeddings."
+        ),
+        base_model=record["start_checkpoint"],
+        training_data={"file": Path(record["train_file"]).name, "triples": record["triples"]},
+        config={**record["baselines.bge_rt"], "pooling": POOLING, "seed": record["seed"]},
+        metrics=metrics,
+        usage=(
+            "```python\nfrom sentence_transformers import SentenceTransformer\n"
+            'model = SentenceTransformer("path/to/this/folder")  # CLS pooling + normalisation, 512 tokens\n'
+            'model.encode_query(["a question"]); model.encode_document(["a document"])\n```\n\n'
+            'or FlagEmbedding\'s `FlagModel("path/to/this/folder", pooling_method="cls")`.'
+        ),
+        not_included=[
+            "Evaluation results: the workflow computes them after training (R/eval/BGE_RT/).",
+            "Step checkpoints: removed once the model is saved.",
+        ],
+        tags=["sentence-transformers", "retrieval", "bge", "gear-baseline"],
+    )
 
 
 def _version(package: str) -> str:

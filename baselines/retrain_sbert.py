@@ -6,7 +6,8 @@ trainer (``SentenceTransformerTrainer``) with ``MultipleNegativesRankingLoss`` (
 negatives, cosine similarity times ``scale``), a batch sampler that never puts the same text
 twice in one batch (``BatchSamplers.NO_DUPLICATES``, so a document shared by two queries is never
 its own negative), and mean pooling (SPEC 8). The model is ``Transformer(start) -> Pooling(mean)
--> Normalize``; the result is a SentenceTransformer folder at ``R/models/SBERT_RT/{scenario}/model``.
+-> Normalize``; the result is a SentenceTransformer folder at ``R/models/SBERT_RT/{scenario}/model``
+(``SentenceTransformer(folder)`` is how the suite scores it) with a model card (``README.md``).
 
 Choices the paper and SPEC leave open, made here:
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from gear.config import dataclass_from_mapping
 from gear.hub import default_device
 from gear.io import DataFormatError, atomic_dir, iter_jsonl, require_fields, write_json
+from gear.model.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -213,25 +215,54 @@ def retrain_sbert(
     result = trainer.train(resume_from_checkpoint=resume)
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False)
-        write_json(
-            tmp / "train_config.json",
-            {
-                "model": "SBERT_RT",
-                "pipeline": "sentence-transformers SentenceTransformerTrainer",
-                "loss": "MultipleNegativesRankingLoss",
-                "batch_sampler": "no_duplicates",
-                "pooling": POOLING,
-                "start_checkpoint": str(start_checkpoint),
-                "train_file": str(train_file),
-                "triples": len(queries),
-                "seed": seed,
-                "max_steps": max_steps,
-                "steps": result.global_step,
-                "train_loss": result.training_loss,
-                "wall_time_s": round(time.time() - started, 1),
-                "baselines.sbert_rt": asdict(cfg),
-            },
-        )
+        record = {
+            "model": "SBERT_RT",
+            "pipeline": "sentence-transformers SentenceTransformerTrainer",
+            "loss": "MultipleNegativesRankingLoss",
+            "batch_sampler": "no_duplicates",
+            "pooling": POOLING,
+            "start_checkpoint": str(start_checkpoint),
+            "train_file": str(train_file),
+            "triples": len(queries),
+            "seed": seed,
+            "max_steps": max_steps,
+            "steps": result.global_step,
+            "train_loss": result.training_loss,
+            "wall_time_s": round(time.time() - started, 1),
+            "baselines.sbert_rt": asdict(cfg),
+        }
+        write_json(tmp / "train_config.json", record)
+        _model_card(record).write(tmp)
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("SBERT_RT: %d steps in %.1f s, saved to %s", result.global_step, time.time() - started, out_dir)
     return out_dir
+
+
+def _model_card(record: dict) -> ModelCard:
+    """SBERT_RT's card from its ``train_config.json`` record."""
+    return ModelCard(
+        title="SBERT_RT",
+        summary=(
+            "The GeAR reproducibility suite's retrained SBERT baseline (paper §4.1): the sentence-transformers "
+            "trainer with MultipleNegativesRankingLoss (no duplicates in a batch) from the suite's start "
+            "checkpoint on GeAR's training triples; mean pooling, normalised embeddings."
+        ),
+        base_model=record["start_checkpoint"],
+        training_data={"file": Path(record["train_file"]).name, "triples": record["triples"]},
+        config={**record["baselines.sbert_rt"], "pooling": POOLING, "seed": record["seed"]},
+        metrics={
+            "optimizer steps": record["steps"],
+            "mean training loss": record["train_loss"],
+            "wall time (s)": record["wall_time_s"],
+        },
+        usage=(
+            "```python\nfrom sentence_transformers import SentenceTransformer\n"
+            'model = SentenceTransformer("path/to/this/folder")\n'
+            'model.encode_query(["a question"]); model.encode_document(["a document"])\n```'
+        ),
+        not_included=[
+            "Evaluation results: the workflow computes them after training (R/eval/SBERT_RT/).",
+            "Step checkpoints: removed once the model is saved.",
+        ],
+        tags=["sentence-transformers", "retrieval", "gear-baseline"],
+    )

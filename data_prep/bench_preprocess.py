@@ -24,13 +24,14 @@ from pathlib import Path
 from data_prep.rir.preprocess import preprocess_wikipedia
 from gear.config import REPO_ROOT, load_config
 from gear.hub import ModelSource
+from gear.io import iter_jsonl
 
 DEFAULT_SOURCE = REPO_ROOT / "data_prep" / "mini" / "wikipedia" / "enwiki-mini.jsonl"
 
 
 def write_synthetic_dump(source: Path, documents: int, dest: Path) -> int:
     """Cycle the articles of ``source`` into ``dest`` until ``documents`` lines; return bytes written."""
-    articles = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    articles = [obj for _, obj in iter_jsonl(source)]  # errors name the file and line
     if not articles:
         raise ValueError(f"{source}: no article to cycle")
     written = 0

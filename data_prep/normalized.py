@@ -5,7 +5,13 @@ A test set is three files in ``R/data/{dataset}/`` (ARCHITECTURE.md, "Normalised
 - ``corpus.jsonl``: one :class:`Document` per line, ``units`` being sentence spans ``[start, end)``
   into the raw ``text``;
 - ``queries.jsonl``: one :class:`Query` per line;
-- ``stats.json``: the statistics of the paper's Tables 5-7 plus the suite's own counts.
+- ``stats.json``: the statistics of the paper's Tables 5-7 plus the suite's own counts;
+
+and the same test set in BEIR layout in ``R/data/{dataset}/beir/`` (:class:`DatasetWriter` writes
+both in one pass, so BEIR tools, mteb and Pyserini read exactly what the suite evaluates):
+``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``, ``text``) and
+``qrels/test.tsv`` (header ``query-id	corpus-id	score``; each query's relevant documents,
+:meth:`Query.judgments`).
 
 Shared here, so that every data set is built the same way:
 
@@ -18,8 +24,9 @@ Shared here, so that every data set is built the same way:
   queries are remapped) and derives stable ids from source ids or a hash of the content.
 - :class:`TokenCounter`: the ``data.token_counter`` tokenizer (resolved with
   :func:`gear.hub.resolve_model`), counting in batches with the fast tokenizer.
-- :class:`DatasetWriter` / :func:`write_dataset`: the three files written into a temporary folder
-  and moved into place only when everything succeeded, so a failure leaves no partial output.
+- :class:`DatasetWriter` / :func:`write_dataset`: the three files and the BEIR export written into
+  a temporary folder and moved into place only when everything succeeded, so a failure leaves no
+  partial output.
 
 Adding a data set: a module ``data_prep/{name}.py`` with ``build_{name}(source, out_dir, data_cfg)``
 that reads the native format, feeds a :class:`DocumentStore`, builds :class:`Query` objects with
@@ -60,6 +67,10 @@ log = logging.getLogger(__name__)
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 STATS_FILE = "stats.json"
+BEIR_DIR = "beir"
+BEIR_QRELS = Path("qrels") / "test.tsv"
+BEIR_QRELS_HEADER = "query-id\tcorpus-id\tscore"
+_WHITE_SPACE = re.compile(r"\s")
 
 
 @dataclass
@@ -103,6 +114,9 @@ class Query:
             answer (the query is then skipped for localization and counted).
         target: generation target (QA: the first answer; RIR: the sentence).
         fine_grained: whether the query belongs to the localization / generation sample.
+        relevant_docs: every relevant document with its graded relevance (at least 1), for test
+            sets whose queries have several (BEIR imports); None means ``{doc_id: 1}``, and the
+            field is then left out of ``queries.jsonl``.
     """
 
     query_id: str
@@ -112,9 +126,17 @@ class Query:
     relevant_units: list[int]
     target: str
     fine_grained: bool
+    relevant_docs: dict[str, int] | None = None
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        row = dataclasses.asdict(self)
+        if self.relevant_docs is None:
+            del row["relevant_docs"]
+        return row
+
+    def judgments(self) -> dict[str, int]:
+        """Relevant document -> graded relevance: ``relevant_docs``, else ``{doc_id: 1}``."""
+        return dict(self.relevant_docs) if self.relevant_docs is not None else {self.doc_id: 1}
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,9 +530,29 @@ def load_queries(path: str | os.PathLike) -> list[Query]:
                 list(obj["relevant_units"]),
                 obj["target"],
                 obj["fine_grained"],
+                _check_relevant_docs(obj, where),
             )
         )
     return queries
+
+
+def _check_relevant_docs(obj: dict, where: str) -> dict[str, int] | None:
+    """The optional ``relevant_docs`` field: a non-empty object of doc_id -> integer grade >= 1
+    that includes ``doc_id``."""
+    if "relevant_docs" not in obj:
+        return None
+    docs = obj["relevant_docs"]
+    if (
+        not isinstance(docs, dict)
+        or not docs
+        or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in docs.values())
+    ):
+        raise DataFormatError(
+            f"{where}: field 'relevant_docs' should be a non-empty object of doc_id -> integer relevance >= 1"
+        )
+    if obj["doc_id"] not in docs:
+        raise DataFormatError(f"{where}: doc_id {obj['doc_id']!r} is not among its relevant_docs")
+    return dict(docs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,21 +583,47 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=".building.", dir=self.out_dir))
-        self._corpus = self._stack.enter_context(open(self._tmp / CORPUS_FILE, "w", encoding="utf-8"))
-        self._queries = self._stack.enter_context(open(self._tmp / QUERIES_FILE, "w", encoding="utf-8"))
+        (self._tmp / BEIR_DIR / BEIR_QRELS).parent.mkdir(parents=True)
+
+        def open_output(name: str | Path) -> IO[str]:
+            return self._stack.enter_context(open(self._tmp / name, "w", encoding="utf-8"))
+
+        self._corpus = open_output(CORPUS_FILE)
+        self._queries = open_output(QUERIES_FILE)
+        self._beir_corpus = open_output(Path(BEIR_DIR) / CORPUS_FILE)
+        self._beir_queries = open_output(Path(BEIR_DIR) / QUERIES_FILE)
+        self._beir_qrels = open_output(Path(BEIR_DIR) / BEIR_QRELS)
+        self._beir_qrels.write(BEIR_QRELS_HEADER + "\n")
         self._committed = False
         return self
+
+    def _check_id(self, kind: str, value: str) -> None:
+        # TREC run and qrels files and BEIR's qrels are split on white space
+        if not value or _WHITE_SPACE.search(value):
+            raise DataFormatError(
+                f"{kind} {value!r} is empty or contains white space, which TREC and BEIR files "
+                f"cannot hold (while writing {self.out_dir})"
+            )
 
     def add_document(self, document: Document) -> None:
         if document.doc_id in self._doc_ids:
             raise DataFormatError(f"duplicate doc_id {document.doc_id!r} while writing {self.out_dir}")
+        self._check_id("doc_id", document.doc_id)
         self._doc_ids.add(document.doc_id)
         self._corpus.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
+        beir = {"_id": document.doc_id, "title": document.title, "text": document.text}
+        self._beir_corpus.write(json.dumps(beir, ensure_ascii=False) + "\n")
         self.documents += 1
         self.units += len(document.units)
 
     def add_query(self, query: Query) -> None:
+        self._check_id("query_id", query.query_id)
         self._queries.write(json.dumps(query.to_json(), ensure_ascii=False) + "\n")
+        self._beir_queries.write(
+            json.dumps({"_id": query.query_id, "text": query.text}, ensure_ascii=False) + "\n"
+        )
+        for doc_id, grade in query.judgments().items():
+            self._beir_qrels.write(f"{query.query_id}\t{doc_id}\t{grade}\n")
         self.queries += 1
 
     def commit(self, stats: dict) -> None:
@@ -564,14 +632,17 @@ class DatasetWriter:
             raise DataFormatError(f"{self.out_dir}: the corpus is empty (no usable document in the input)")
         if self.queries == 0:
             raise DataFormatError(f"{self.out_dir}: no usable query in the input")
-        for handle in (self._corpus, self._queries):
+        for handle in (self._corpus, self._queries, self._beir_corpus, self._beir_queries, self._beir_qrels):
             handle.flush()
             os.fsync(handle.fileno())
         self._stack.close()
         write_json(self._tmp / STATS_FILE, stats)
-        # stats last: a reader that sees the new stats.json also sees the new corpus and queries
-        for name in (CORPUS_FILE, QUERIES_FILE, STATS_FILE):
+        # stats last: a reader that sees the new stats.json also sees the new corpus, queries and
+        # BEIR export
+        for name in (CORPUS_FILE, QUERIES_FILE):
             os.replace(self._tmp / name, self.out_dir / name)
+        _replace_folder(self._tmp / BEIR_DIR, self.out_dir / BEIR_DIR)
+        os.replace(self._tmp / STATS_FILE, self.out_dir / STATS_FILE)
         self._committed = True
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -588,10 +659,23 @@ class DatasetWriter:
             raise close_error
 
 
+def _replace_folder(new: Path, old: Path) -> None:
+    """Move folder ``new`` to ``old``'s place; an existing ``old`` is renamed aside, then removed."""
+    if old.exists():
+        aside = old.with_name(f".{old.name}.old")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(old, aside)
+        os.replace(new, old)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(new, old)
+
+
 def write_dataset(
     out_dir: str | os.PathLike, documents: Iterable[Document], queries: Iterable[Query], stats: dict
 ) -> None:
-    """Write ``corpus.jsonl``, ``queries.jsonl`` and ``stats.json`` into ``out_dir``, all or nothing.
+    """Write ``corpus.jsonl``, ``queries.jsonl``, ``stats.json`` and the BEIR export ``beir/`` into
+    ``out_dir``, all or nothing.
 
     Raises:
         DataFormatError: the corpus or the query set is empty, or two documents share an id.

@@ -16,6 +16,23 @@ a module imports only from layers below its own):
 
 ``baselines`` sits between evaluation and training; ``data_prep`` beside the model.
 See README.md for how to run them.
+
+``gear.load(folder)`` opens a trained GeAR (:func:`gear.inference.trained.load`, README "Use a
+trained GeAR"). It is resolved on first access (module ``__getattr__``): the core modules of this
+package import nothing above themselves (the layers), and ``import gear`` stays free of torch.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # A plain import statement, so that lint-imports sees (and checks) this edge.
+    if name == "load":
+        from gear.inference.trained import load
+
+        return load
+    raise AttributeError(f"module 'gear' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "load"])

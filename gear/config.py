@@ -10,6 +10,7 @@ is allowed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import typing
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def _describe_error(error: Any) -> str:
         return f"{where}: {error.message}"
     if validator == "enum":
         return f"{where}: {error.instance!r} is not one of {error.validator_value}"
+    if validator == "anyOf" and (names := [v for sub in error.validator_value for v in sub.get("enum", [])]):
+        # a closed list opened by a pattern (evaluate.datasets: built-in names or beir-{name})
+        message = f"{where}: {error.instance!r} is not one of {names}"
+        return message + (f" ({schema['description']})" if schema.get("description") else "")
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"{where}: {error.instance!r} violates {validator} {error.validator_value}"
     message = f"{where}: {error.message}"
@@ -54,13 +59,23 @@ def _describe_error(error: Any) -> str:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; syntax errors name the file and line."""
+    """Read a YAML file; syntax errors and bytes that are not UTF-8 name the file and line."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+        raw = path.read_bytes()
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: no such config file") from err
+    try:
+        # decoded whole, so that a bad byte's offset gives its line (a text-mode stream decodes
+        # ahead of the parser and names no line)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 ({err.reason}); save the file as UTF-8") from err
+    try:
+        stream = io.StringIO(text)
+        stream.name = str(path)  # YAML's own messages name the file
+        return yaml.safe_load(stream)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -110,6 +125,13 @@ def check_config_rules(cfg: dict, source: str) -> None:
             f"evaluate.retrieval.depth {retrieval['depth']} is below evaluate.retrieval.k {retrieval['k']}"
         )
     datasets = set(cfg["evaluate"]["datasets"])
+    declared = cfg["data"].get("beir", {})
+    for name in cfg["evaluate"]["datasets"]:
+        if name.startswith("beir-") and name not in declared:
+            problems.append(
+                f"evaluate.datasets: {name!r} is not declared under data.beir "
+                f"(add data.beir.{name}.path: the folder holding its corpus.jsonl, queries.jsonl and qrels/)"
+            )
     for name in cfg["evaluate"]["layer_analysis"]:
         if name not in datasets:
             problems.append(f"evaluate.layer_analysis: {name!r} is not in evaluate.datasets")

@@ -208,6 +208,26 @@ def parse_jsonl_lines(path: str | os.PathLike, lines: Iterable[bytes]) -> Iterat
         yield number, obj
 
 
+def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line of a UTF-8 text file (line ends kept).
+
+    Each line is decoded on its own, so a bad byte is reported on its own line: a text-mode file
+    decodes 8 KiB ahead of the line being read and fails with no line (or an earlier one).
+
+    Raises:
+        DataFormatError: a line is not valid UTF-8 (file, line and column).
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(
+                    f"{path}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})"
+                ) from err
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a whole JSON Lines file (see :func:`iter_jsonl` for the errors)."""
     return [obj for _, obj in iter_jsonl(path)]

@@ -54,11 +54,12 @@ class EvalDataset:
                 raise DataFormatError(f"{corpus_path}: document id {doc.doc_id!r} appears twice")
             position[doc.doc_id] = i
         for query in queries:
-            if query.doc_id not in position:
-                raise DataFormatError(
-                    f"{queries_path}: query {query.query_id!r} names document {query.doc_id!r}, "
-                    f"which is not in {corpus_path}"
-                )
+            for doc_id in query.judgments():
+                if doc_id not in position:
+                    raise DataFormatError(
+                        f"{queries_path}: query {query.query_id!r} names document {doc_id!r}, "
+                        f"which is not in {corpus_path}"
+                    )
             n_units = len(documents[position[query.doc_id]].units)
             bad = [u for u in query.relevant_units if not 0 <= u < n_units]
             if bad:

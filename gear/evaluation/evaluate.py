@@ -5,14 +5,16 @@ computes per-query metrics with :mod:`gear.evaluation.metrics`, a 95% percentile
 (config ``evaluate.bootstrap``), and writes one JSON atomically in the layout of ARCHITECTURE.md
 "Evaluation results":
 
-- :func:`evaluate_retrieval` (any :class:`~gear.encoding.TextEncoder`): the corpus is encoded
+- :func:`evaluate_retrieval` (any :class:`~gear.encoding.TextEncoder`, or a lexical retriever such as
+  BM25 that ranks the texts itself): the corpus is encoded
   once through the embedding cache of :mod:`gear.evaluation.search`, searched exactly by inner product; the
   top ``evaluate.retrieval.depth`` go to a TREC run file; ``R@k`` / ``M@k`` with
   ``k = evaluate.retrieval.k``.
 - :func:`evaluate_localization`: units of the gold document ranked by a :class:`UnitScorer`:
   :class:`BiEncoderUnitScorer` (each unit embedded as a document, ranked by inner product with
   the query; paper section 4.2) or :class:`GearUnitScorer` (GeAR's cross-attention,
-  ``gear.inference.unit_scores``). ``k = evaluate.localization.k_qa`` for QA sets, ``k_rir`` for
+  ``gear.inference.unit_scores``) or, for a lexical registry entry, BM25
+  (``baselines.lexical.BM25Retriever.score_units``). ``k = evaluate.localization.k_qa`` for QA sets, ``k_rir`` for
   RIR. Queries that are not ``fine_grained`` or have no relevant unit are skipped and counted.
   Ties are ranked pessimistically (see :mod:`gear.evaluation.metrics`).
 - :func:`evaluate_generation` (GeAR): greedy or beam decoding for the ``fine_grained`` queries;
@@ -43,7 +45,7 @@ import logging
 
 import numpy as np
 
-from baselines.registry import ModelEntry, build_encoder, trained_model_dir
+from baselines.registry import ModelEntry, build_encoder, build_lexical, trained_model_dir
 from gear.config import dataclass_from_mapping
 from gear.evaluation.analyses import epoch_analysis, layer_analysis
 from gear.evaluation.dataset import EvalDataset
@@ -57,7 +59,7 @@ from gear.evaluation.localization import (
 from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.settings import EvaluateSettings
 from gear.inference import LocalizationConfig, load_gear
-from gear.layout import Layout
+from gear.layout import Layout, dataset_tasks
 
 log = logging.getLogger(__name__)
 
@@ -116,31 +118,37 @@ def run_model(
         scenario: ``qar`` or ``rir``; trained models are the ones trained on it.
         datasets: data set -> (corpus path, queries path).
         outputs: ``gear.workflow.evaluation_plan.model_job_outputs`` keys -> paths.
+
+    A data set gets the tasks of the entry it supports (:func:`gear.layout.dataset_tasks`): a
+    BEIR set, having no answers or relevant sentences, gets retrieval only.
     """
     layout = _layout(cfg)
     settings = EvaluateSettings.from_config(cfg["evaluate"])
-    encoder = (
-        build_encoder(entry, cfg, scenario, layout)
-        if "retrieval" in entry.tasks or entry.kind != "gear"
-        else None
-    )
+    if entry.lexical:  # BM25: ranks documents and the gold document's units from their text
+        encoder = build_lexical(entry)
+    elif "retrieval" in entry.tasks or entry.kind != "gear":
+        encoder = build_encoder(entry, cfg, scenario, layout)
+    else:
+        encoder = None
     gear_model = None
     if entry.kind == "gear" and {"localization", "generation"} & set(entry.tasks):
         gear_model = load_gear(trained_model_dir(entry, scenario, layout))
     for dataset, (corpus, queries) in datasets.items():
         data = EvalDataset.load(dataset, corpus, queries)
         common = {"provenance_config": cfg, "model_name": entry.name}
-        if "retrieval" in entry.tasks:
+        tasks = [task for task in entry.tasks if task in dataset_tasks(dataset)]
+        if "retrieval" in tasks:
             evaluate_retrieval(
                 encoder,
                 data,
                 settings,
                 out_json=outputs[f"{dataset}_retrieval"],
                 run_file=outputs[f"{dataset}_run"],
+                qrels_file=outputs.get(f"{dataset}_qrels"),
                 cache_root=layout.embedding_cache(),
                 **common,
             )
-        if "localization" in entry.tasks:
+        if "localization" in tasks:
             if gear_model is not None:
                 model, tokenizer = gear_model
                 scorer = GearUnitScorer(
@@ -158,12 +166,16 @@ def run_model(
                         layer_analysis(
                             scorer, data, settings, layers, out_json=outputs[f"{dataset}_layers"], **common
                         )
+            elif entry.lexical:
+                scorer = (
+                    encoder  # score_units: each unit against the query, the document's units the collection
+                )
             else:
                 scorer = BiEncoderUnitScorer(encoder, settings.batch_size, layout.embedding_cache())
             evaluate_localization(
                 scorer, data, settings, out_json=outputs[f"{dataset}_localization"], **common
             )
-        if "generation" in entry.tasks:
+        if "generation" in tasks:
             if gear_model is None:
                 raise ValueError(
                     f"{entry.name}: generation needs GeAR's decoder; kind {entry.kind!r} has none"

@@ -20,7 +20,7 @@ from data_prep.normalized import load_queries
 from gear.config import dataclass_from_mapping
 from gear.evaluation.figure3_data import read_documents
 from gear.inference import LocalizationConfig, generate, load_gear, localize_units, token_weights
-from gear.io import DataFormatError, write_json
+from gear.io import DataFormatError, iter_text_lines, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,20 @@ def read_run(path: str | os.PathLike, query_ids: set[str]) -> dict[str, list[tup
         DataFormatError: a line without six fields or with a non-numeric rank or score.
     """
     ranked: dict[str, list[tuple[str, int, float]]] = {qid: [] for qid in query_ids}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 6:
-                raise DataFormatError(
-                    f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
-                )
-            if fields[0] not in ranked:
-                continue
-            try:
-                ranked[fields[0]].append((fields[2], int(fields[3]), float(fields[4])))
-            except ValueError as err:
-                raise DataFormatError(f"{path}:{number}: rank and score must be numbers ({err})") from err
+    for number, line in iter_text_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 6:
+            raise DataFormatError(
+                f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
+            )
+        if fields[0] not in ranked:
+            continue
+        try:
+            ranked[fields[0]].append((fields[2], int(fields[3]), float(fields[4])))
+        except ValueError as err:
+            raise DataFormatError(f"{path}:{number}: rank and score must be numbers ({err})") from err
     return {qid: sorted(rows, key=lambda row: row[1]) for qid, rows in ranked.items()}
 
 

@@ -152,7 +152,8 @@ def evaluate_localization(
     """Rank the units of each query's gold document and write ``R@k`` / ``M@k`` with intervals.
 
     Args:
-        scorer: :class:`BiEncoderUnitScorer` or :class:`GearUnitScorer`.
+        scorer: :class:`BiEncoderUnitScorer`, :class:`GearUnitScorer`, or any :class:`UnitScorer`
+            (``baselines.lexical.BM25Retriever`` scores units by BM25).
         data: the test set.
         settings: the ``evaluate`` section (k per scenario, bootstrap).
         out_json: result path (``Layout.eval_json(model, dataset, "localization")``).

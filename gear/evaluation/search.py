@@ -1,11 +1,13 @@
-"""Exact search over an embedding cache (SPEC 6: inner product), and TREC run files.
+"""Exact search over an embedding cache (SPEC 6: inner product), and TREC run and qrels files.
 
 Search
     Exact maximum inner product (SPEC 6 says no more), by one of two backends. Which one runs is
     the suite's choice, ``SearchSettings.backend``:
 
     - ``"faiss"``: ``faiss.IndexFlatIP`` in float32, on the GPU when ``faiss.get_num_gpus() > 0``
-      (``use_gpu`` forces either way). A corpus whose float32 vectors fit ``ram_budget_bytes`` is
+      (``use_gpu`` forces either way; a CUDA ``device`` such as ``"cuda:1"`` asks for FAISS's GPU
+      index on that GPU, and fails clearly when FAISS has none). FAISS's GPU index comes with the
+      ``gpu`` extra (``pip install -e '.[gpu]'``: the PyPI ``faiss-gpu`` package, README). A corpus whose float32 vectors fit ``ram_budget_bytes`` is
       searched in one index; a larger one shard by shard, each shard's top ``depth`` merged into
       the running top ``depth``.
     - ``"torch"``: a matrix product and ``torch.topk`` on a torch device (``device``; default
@@ -19,7 +21,8 @@ Search
       the device, and each query batch comes back to the host in one copy.
     - ``"auto"`` (default): FAISS on the GPU when FAISS has one (faiss-gpu); otherwise the torch
       backend on CUDA when torch sees a CUDA device (the pip ``faiss-cpu`` the suite installs has
-      no GPU, so this is the usual path on a GPU machine); otherwise FAISS on the CPU.
+      no GPU, so this is the usual path on a GPU machine; FAISS need not be installed there at
+      all); otherwise FAISS on the CPU.
       Under ``auto``, ``use_gpu=True`` / ``False`` keeps its meaning (FAISS on the GPU / FAISS
       on the CPU), and a ``device`` that is not CUDA (``"cpu"``) means FAISS on the CPU.
 
@@ -32,6 +35,19 @@ Search
     exactly equal at the ``depth`` boundary, the FAISS paths keep the lowest positions; the torch
     backend keeps the ones ``torch.topk`` picks (in the order above).
 
+Run and qrels files
+    :func:`write_run` writes the standard TREC run format, one line per retrieved document,
+    ``query_id Q0 doc_id rank score run_name`` separated by single spaces (``rank`` from 1 in the
+    search's order, ``score`` with 6 decimals, ``run_name`` the model); :func:`write_qrels` writes
+    TREC qrels ``query_id 0 doc_id relevance`` beside it, so ``trec_eval -m recall.5 -m
+    recip_rank qrels.tsv run.tsv``, pytrec_eval and ir_measures read both as they are. Ties:
+    trec_eval ignores the rank column and orders by score, then by document id in reverse
+    lexicographic order, while :mod:`gear.evaluation.metrics` ranks documents of exactly equal
+    float32 score pessimistically (irrelevant first). Figures agree wherever a relevant document
+    shares no printed score with another document of its query's list (tested on every run file
+    of an evaluation, ``tests/gear/test_evaluate.py``); trec_eval's ``recip_rank`` has no
+    cut-off, so ``M@k`` equals it on the run cut to its top k.
+
 Example:
     >>> store = encode_texts(encoder, [d.text for d in corpus], "results/mini/cache/embeddings")  # doctest: +SKIP
     >>> scores, ids = search(store, encoder.encode_queries(questions), depth=100)                # doctest: +SKIP
@@ -41,7 +57,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +66,7 @@ import numpy as np
 
 from gear.evaluation.embeddings import EmbeddingStore
 from gear.hub import default_device
-from gear.io import DataFormatError, atomic_open
+from gear.io import DataFormatError, atomic_open, iter_text_lines
 
 if TYPE_CHECKING:
     import torch
@@ -129,12 +145,15 @@ class SearchBackend:
     Attributes:
         name: ``"faiss"`` or ``"torch"``.
         gpu: FAISS on the GPU (FAISS only).
+        gpu_index: which GPU FAISS's index goes to (FAISS on the GPU only; a ``device`` of
+            ``"cuda:N"`` sets it).
         device: the torch device, e.g. ``"cuda"`` or ``"cpu"`` (torch only; None for FAISS).
     """
 
     name: str
     gpu: bool = False
     device: str | None = None
+    gpu_index: int = 0
 
     @property
     def half(self) -> bool:
@@ -142,9 +161,9 @@ class SearchBackend:
         return self.name == "torch" and self.device is not None and self.device.startswith("cuda")
 
     def describe(self) -> str:
-        """``"faiss IndexFlatIP"``, ``"torch fp16 on CUDA"``, ``"torch fp32 on CPU"``."""
+        """``"faiss IndexFlatIP"``, ``"faiss GpuIndexFlatIP on GPU 0"``, ``"torch fp16 on CUDA"``, ``"torch fp32 on CPU"``."""
         if self.name == "faiss":
-            return "faiss IndexFlatIP"
+            return f"faiss GpuIndexFlatIP on GPU {self.gpu_index}" if self.gpu else "faiss IndexFlatIP"
         where = "CUDA" if self.half else str(self.device).upper()
         return f"torch {'fp16' if self.half else 'fp32'} on {where}"
 
@@ -154,8 +173,11 @@ class SearchBackend:
 
 
 def _faiss_gpus() -> int:
-    import faiss
-
+    """GPUs FAISS can use: 0 for the pip ``faiss-cpu``, and 0 where FAISS is not installed at all."""
+    try:
+        import faiss
+    except ImportError:
+        return 0
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
@@ -196,11 +218,11 @@ def resolve_backend(settings: SearchSettings) -> SearchBackend:
         RuntimeError: a GPU was asked for (``use_gpu=True``, a CUDA ``device``) and is not there.
     """
     if settings.backend == "faiss":
-        return SearchBackend("faiss", gpu=_gpu_wanted(settings.use_gpu))
+        return _faiss_backend(settings)
     if settings.backend == "torch":
         return SearchBackend("torch", device=_torch_device(settings.device))
     if settings.use_gpu is not None or _faiss_gpus() > 0:
-        return SearchBackend("faiss", gpu=_gpu_wanted(settings.use_gpu))
+        return _faiss_backend(settings)
     import torch
 
     if settings.device is not None:
@@ -211,14 +233,49 @@ def resolve_backend(settings: SearchSettings) -> SearchBackend:
     return SearchBackend("faiss", gpu=False)
 
 
-def _flat_index(vectors: Sequence[np.ndarray], dim: int, gpu: bool):
-    """An exact inner-product index over the given float blocks (on GPU 0 when ``gpu``)."""
+def _faiss_backend(settings: SearchSettings) -> SearchBackend:
+    """``backend="faiss"``: on the GPU when ``use_gpu`` says so, when ``device`` is CUDA, or (both
+    None) when FAISS has a GPU; a CUDA ``device`` picks which GPU."""
+    import torch
+
+    device = torch.device(settings.device) if settings.device is not None else None
+    on_cuda = device is not None and device.type == "cuda"
+    if on_cuda and settings.use_gpu is False:
+        raise ValueError(
+            f"SearchSettings(backend='faiss', device={settings.device!r}, use_gpu=False) contradict each other: "
+            "drop use_gpu, or set device='cpu'"
+        )
+    if on_cuda and _faiss_gpus() == 0:
+        raise RuntimeError(
+            f"gear.evaluation.search: FAISS on {settings.device!r} was asked for, but this FAISS sees no GPU "
+            "(the pip faiss-cpu, or no CUDA device): install the gpu extra (pip install -e '.[gpu]', README) on "
+            "a CUDA machine, or use backend='torch' (the suite's GPU search without faiss-gpu)"
+        )
+    gpu = _gpu_wanted(True if on_cuda else settings.use_gpu)
+    if device is not None and device.type == "cpu" and settings.use_gpu is None:
+        gpu = False
+    index = (device.index or 0) if on_cuda else 0
+    if gpu and index >= _faiss_gpus():
+        raise RuntimeError(
+            f"gear.evaluation.search: FAISS sees {_faiss_gpus()} GPU(s), device {settings.device!r} is not one of "
+            "them: pick another index or set SearchSettings(device='cuda')"
+        )
+    return SearchBackend("faiss", gpu=gpu, gpu_index=index if gpu else 0)
+
+
+def _flat_index(vectors: Sequence[np.ndarray], dim: int, gpu: bool, gpu_index: int = 0):
+    """An exact inner-product index over the given float blocks (on GPU ``gpu_index`` when ``gpu``).
+
+    On the GPU: ``faiss.index_cpu_to_gpu`` of an ``IndexFlatIP`` (a ``GpuIndexFlatIP``, float32
+    vectors on the device, brute-force products by cuBLAS), its ``StandardGpuResources`` kept
+    alive with the index.
+    """
     import faiss
 
     index = faiss.IndexFlatIP(dim)
     if gpu:
         resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
+        index = faiss.index_cpu_to_gpu(resources, gpu_index, index)
         index.referenced_resources = resources  # keep the resources alive as long as the index
     for block in vectors:
         index.add(np.ascontiguousarray(block, dtype=np.float32))
@@ -512,7 +569,7 @@ def search(
         return canonical_topk(scores, ids, depth)
     gpu = backend.gpu
     if count * dim * 4 <= settings.ram_budget_bytes:
-        index = _flat_index([shard for _, shard in shards], dim, gpu)
+        index = _flat_index([shard for _, shard in shards], dim, gpu, backend.gpu_index)
         scores, ids = _search_index(index, queries, depth, settings.query_batch_size)
         return canonical_topk(scores, ids, depth)
     log.info(
@@ -523,7 +580,7 @@ def search(
     best_scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
     best_ids = np.full((len(queries), depth), -1, dtype=np.int64)
     for offset, shard in tqdm(shards, desc="search shards", unit="shard"):
-        index = _flat_index([shard], dim, gpu)
+        index = _flat_index([shard], dim, gpu, backend.gpu_index)
         scores, ids = _search_index(index, queries, depth, settings.query_batch_size)
         ids = np.where(ids >= 0, ids + offset, -1)
         best_scores, best_ids = canonical_topk(
@@ -568,22 +625,34 @@ def write_run(
                 handle.write(f"{qid} Q0 {doc_ids[position]} {rank} {float(score):.6f} {run_name}\n")
 
 
+def write_qrels(path: str | Path, judgments: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+    """Write TREC qrels ``query_id 0 doc_id relevance`` atomically (trec_eval's qrels format).
+
+    Args:
+        path: destination (``Layout.qrels_file(model, dataset)``, beside the run file).
+        judgments: ``(query_id, {doc_id: relevance})`` of every evaluated query, in order.
+    """
+    with atomic_open(path) as handle:
+        for qid, relevant in judgments:
+            for doc_id, relevance in relevant.items():
+                handle.write(f"{qid} 0 {doc_id} {int(relevance)}\n")
+
+
 def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     """Read a TREC run file: ``{query_id: [(doc_id, score), ...]}`` in rank order."""
     path = Path(path)
     run: dict[str, list[tuple[int, str, float]]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataFormatError(
-                    f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score run', got {len(parts)}"
-                )
-            try:
-                rank, score = int(parts[3]), float(parts[4])
-            except ValueError as err:
-                raise DataFormatError(f"{path}:{number}: rank or score is not a number") from err
-            run.setdefault(parts[0], []).append((rank, parts[2], score))
+    for number, line in iter_text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise DataFormatError(
+                f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score run', got {len(parts)}"
+            )
+        try:
+            rank, score = int(parts[3]), float(parts[4])
+        except ValueError as err:
+            raise DataFormatError(f"{path}:{number}: rank or score is not a number") from err
+        run.setdefault(parts[0], []).append((rank, parts[2], score))
     return {qid: [(doc, score) for _, doc, score in sorted(rows)] for qid, rows in run.items()}

@@ -22,8 +22,14 @@
   values are computed once). Beam scores are summed log-probabilities (no length penalty); a
   finished beam keeps its score.
 
-On CUDA the forward passes run under bf16 autocast; on CPU in float32. Imports the model and the
-core only.
+- **One object for all three**: :func:`load` (also ``gear.load``) returns a :class:`TrainedGear`
+  (:mod:`gear.inference.trained`) that loads a trained folder once and offers ``retrieve``,
+  ``localize`` (sentences by the suite's splitter, the layer the run recorded in
+  ``gear_config.json``) and ``generate``; ``gear predict`` (:mod:`gear.inference.cli`) is the
+  same on the command line.
+
+On CUDA the forward passes run under bf16 autocast; on CPU in float32. Imports the model, the core and
+``data_prep``'s sentence splitter only.
 """
 
 from gear.inference.encoder import GearEncoder, load_gear
@@ -38,15 +44,29 @@ from gear.inference.localization import (
     token_weights,
     unit_scores,
 )
+from gear.inference.trained import (
+    HighlightedToken,
+    Localization,
+    RetrievedDocument,
+    ScoredUnit,
+    TrainedGear,
+    load,
+)
 
 __all__ = [
     "GearEncoder",
+    "HighlightedToken",
+    "Localization",
     "LocalizationConfig",
+    "RetrievedDocument",
+    "ScoredUnit",
     "TokenWeights",
+    "TrainedGear",
     "UnitScores",
     "beam_search",
     "generate",
     "greedy_decode",
+    "load",
     "load_gear",
     "localize_units",
     "normalised_entropy",

@@ -95,6 +95,7 @@ def run_squad_baseline(
         settings,
         out_json=layout.eval_json(model, "squad", "retrieval"),
         run_file=layout.run_file(model, "squad"),
+        qrels_file=layout.qrels_file(model, "squad"),
         cache_root=None,  # encode afresh: the wall time is the point of this check
         provenance_config=cfg,
         model_name=model,

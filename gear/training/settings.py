@@ -57,7 +57,8 @@ class TrainSection:
     checkpoint_every_steps: int  # state checkpoint period in optimizer steps
     num_workers: int  # DataLoader worker processes
     compile: bool  # torch.compile the transformer stacks
-    log_every_seconds: float  # period of the progress log line
+    log_every_seconds: float  # period of the progress log line (for people; not in train_log.jsonl)
+    record_every_steps: int  # period of the loss records of train_log.jsonl, in optimizer steps
 
 
 @dataclass

@@ -73,15 +73,20 @@ with SIGKILL at a random step and in the middle of a checkpoint write).
 
 **Outputs**: ``out_root/model`` (atomically): the model, tokenizer, ``gear_config.json`` (the
 run's ``gear`` section), ``train_config.json`` (the resolved sections, variant, scenario, data
-fingerprint, processes) and ``train_log.jsonl`` (a line a minute, ``train.log_every_seconds``, and
-one per epoch with the epoch's mean losses over all processes).
+fingerprint, processes) and ``train_log.jsonl``: one record every ``train.record_every_steps``
+optimizer steps (the mean losses of those steps over all processes, the last step's learning rate,
+alpha and temperature) and one per epoch (the epoch's mean losses). Its content depends on the
+steps only, never on timing, so a run killed and resumed writes the same log as one that never
+stopped; the progress line for people (``train.log_every_seconds``, a line a minute) goes to the
+job's log only.
 
 **Speed** (PERF-NOTES.md): bf16 on CUDA (``train.precision``: autocast, or bf16 weights with
 float32 master weights, gear.training.precision; CPU runs fp32), optional
 ``torch.compile`` of the transformer stacks (``train.compile``), fused attention and projections
 (gear.model.modeling), length-bucketed batches padded to few shapes (gear.training.triples), pinned host memory and
 non-blocking copies, and no host synchronisation in a step: losses accumulate on the device and
-are read (``.item()``) only when a line is logged.
+are read (``.item()``) only when a progress line is logged or at a checkpoint or epoch end (the
+records of ``train_log.jsonl`` wait on the device until then).
 
 Example:
     >>> train_gear("results/mini/data/train/qar.jsonl", "results/mini/models/GeAR/qar",
@@ -115,6 +120,8 @@ from tqdm.auto import tqdm
 from gear.config import ConfigError, load_yaml, validate_config
 from gear.hub import ModelSource, local_model_folder
 from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
+from gear.model.card import ModelCard
+from gear.model.export import export_sentence_transformer
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
 from gear.training.checkpoints import (
     StateStore,
@@ -197,6 +204,48 @@ class _Accumulator:
 
 
 @dataclass
+class _StepRecords:
+    """The step records of ``train_log.jsonl``, kept on the device until read (no host sync per step).
+
+    Windows end at the multiples of ``every`` (global optimizer steps), so the records do not
+    depend on when a run was stopped: the open window's sums are part of each process's state.
+    """
+
+    every: int
+    window: _Accumulator  # losses of the steps since the last multiple of ``every``
+    closed: list[tuple[dict, Tensor]] = field(default_factory=list)  # (step fields, device sums)
+
+    def close(self, fields: dict, temperature: Tensor) -> None:
+        """End the window at step ``fields["step"]``: its sums and the temperature, still on the device."""
+        w = self.window
+        self.closed.append(
+            (fields, torch.stack([w.cl_sum, w.lm_sum, w.lm_tokens, w.micro_steps, temperature.double()]))
+        )
+        self.window = _Accumulator.zeros(w.cl_sum.device)
+
+    def read(self) -> list[dict]:
+        """The closed windows as records, means over all processes (every process calls this)."""
+        if not self.closed:
+            return []
+        closed, self.closed, records = self.closed, [], []
+        values = torch.stack([sums for _, sums in closed])
+        values[:, :4] = all_reduce_sum(values[:, :4])  # the temperature is the same on every process
+        for (fields, _), (cl_sum, lm_sum, lm_tokens, steps, temperature) in zip(
+            closed, values.tolist(), strict=True
+        ):
+            record = {
+                "event": "steps",
+                **fields,
+                "temperature": temperature,
+                "cl_loss": cl_sum / max(steps, 1.0),
+            }
+            if lm_tokens > 0:
+                record["lm_loss"] = lm_sum / lm_tokens
+            records.append(record)
+        return records
+
+
+@dataclass
 class _Run:
     """One training run: its settings, data, model, optimizer, checkpoint store and progress."""
 
@@ -230,6 +279,7 @@ class _Run:
     step: int = 0
     records: list[dict] = field(default_factory=list)  # the training log so far
     epoch_acc: _Accumulator | None = None  # the losses of the epoch so far
+    step_records: _StepRecords | None = None  # the step records not yet in ``records``
 
     @property
     def state_root(self) -> Path:
@@ -298,17 +348,24 @@ def train_gear(
                 run.training, run.precision, run.optimizer, micro_batches, alpha, lr, wrapped
             ):
                 run.epoch_acc.add(stats)
+                run.step_records.window.add(stats)
                 window.add(stats)
             run.step += 1
             progress.update(1)
-            if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
-                _log_progress(run, epoch, lr, alpha, window.means())
-                window, last_log = _Accumulator.zeros(run.device), time.monotonic()
             epoch_done = run.step % run.steps_per_epoch == 0
+            if epoch_done or run.step % train.record_every_steps == 0:
+                fields = {"step": run.step, "epoch": epoch + 1, "lr": lr, "alpha": alpha}
+                run.step_records.close(fields, run.training.temperature.detach().clone())
+            if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
+                _log_progress(run, lr, alpha, window.means())  # for people: depends on timing
+                window, last_log = _Accumulator.zeros(run.device), time.monotonic()
+            save_state = epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at
+            if save_state:
+                run.records.extend(run.step_records.read())  # before the epoch's record
             if epoch_done:
                 _save_epoch(run, run.step // run.steps_per_epoch)
                 run.epoch_acc = _Accumulator.zeros(run.device)
-            if epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at:
+            if save_state:
                 _save_state(run)
             if run.step == run.stop_at or epoch_done:
                 break
@@ -447,6 +504,7 @@ def _discard_stale_outputs(run: _Run) -> None:
 def _resume(run: _Run) -> None:
     """Seed this process's RNG streams, and continue from the newest state checkpoint if any."""
     run.epoch_acc = _Accumulator.zeros(run.device)
+    run.step_records = _StepRecords(run.train.record_every_steps, _Accumulator.zeros(run.device))
     resumed = run.store.newest()
     if resumed is not None and resumed[0] >= run.stop_at:
         # The run these states belong to has finished and its outputs are gone (Snakemake
@@ -478,6 +536,7 @@ def _resume(run: _Run) -> None:
     run.records = list(payload["log"])
     per_rank = payload["per_rank"][run.rank]
     run.epoch_acc = _Accumulator.from_state(per_rank["epoch_accumulator"], run.device)
+    run.step_records.window = _Accumulator.from_state(per_rank["record_window"], run.device)
     set_rng_state(per_rank["rng"])
     if run.rank == 0:
         log.info(
@@ -507,32 +566,31 @@ def _epoch_loader(
     )
 
 
-def _log_progress(run: _Run, epoch: int, lr: float, alpha: float, means: dict[str, float]) -> None:
-    """One line of the log (and one record of ``train_log.jsonl``): the losses since the last one."""
-    record = {
-        "event": "log",
-        "step": run.step,
-        "epoch": epoch + 1,
-        "lr": lr,
-        "alpha": alpha,
-        "temperature": float(run.training.temperature.detach()),
-        **means,
-    }
-    run.records.append(record)
+def _log_progress(run: _Run, lr: float, alpha: float, means: dict[str, float]) -> None:
+    """One progress line of the job's log: this process's losses since the last line.
+
+    Not part of ``train_log.jsonl``: when a line is written depends on timing.
+    """
     log.info(
         "step %d/%d lr %.3g alpha %.3f temp %.4f %s",
         run.step,
         run.stop_at,
         lr,
         alpha,
-        record["temperature"],
+        float(run.training.temperature.detach()),
         _format(means),
     )
 
 
 def _save_state(run: _Run) -> None:
     """A state checkpoint of every process's state at ``run.step`` (written by rank 0)."""
-    per_rank = gather_objects({"rng": rng_state(), "epoch_accumulator": run.epoch_acc.state()})
+    per_rank = gather_objects(
+        {
+            "rng": rng_state(),
+            "epoch_accumulator": run.epoch_acc.state(),
+            "record_window": run.step_records.window.state(),
+        }
+    )
     if run.rank != 0:
         return
     epoch, position = divmod(run.step, run.steps_per_epoch)
@@ -599,8 +657,78 @@ def _write_final_model(run: _Run) -> Path:
             },
         )
         write_jsonl(tmp / "train_log.jsonl", run.records)
+        export_sentence_transformer(run.model, run.tokenizer, tmp)
+        _model_card(run).write(tmp)
     log.info("model written to %s after %d steps", final, run.step)
     return final
+
+
+def _model_card(run: _Run) -> ModelCard:
+    """The final model's card: base model, data, key settings and this run's own numbers."""
+    train, gear_section = run.train, run.gear
+    revision = (run.cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
+    data = run.dataset.fingerprint()
+    epochs = [r for r in run.records if r.get("event") == "epoch"]
+    losses = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k not in ("event", "epoch", "step")}
+    return ModelCard(
+        title=f"{run.variant} ({run.scenario})",
+        summary=(
+            f"A {run.variant} model (GeAR: Generation Augmented Retrieval, arXiv 2501.02772) trained by the "
+            f"GeAR reproducibility suite on the {run.scenario.upper()} triples: query and document encoders "
+            "(retrieval), a fusion encoder whose cross-attention localizes units, and a text decoder."
+        ),
+        base_model=gear_section.init_checkpoint + (f" (revision {revision})" if revision else ""),
+        training_data={
+            "file": run.train_file.name,
+            "triples": data["triples"],
+            "SHA-256": data["sha256"],
+            "scenario": run.scenario,
+        },
+        config={
+            "variant": run.variant,
+            "epochs": train.epochs,
+            "batch size (per process x processes x accumulation)": (
+                f"{run.train.scenarios[run.scenario]['batch_size']} x {run.world} x {train.gradient_accumulation}"
+            ),
+            "learning rate": train.optimizer.lr,
+            "warmup steps": train.schedule.warmup_steps,
+            "queue size": train.queue_size,
+            "momentum": train.momentum,
+            "alpha": train.alpha,
+            "initial temperature": train.temperature_init,
+            "max query / document / target tokens": (
+                f"{gear_section.max_query_tokens} / {gear_section.max_document_tokens} / "
+                f"{gear_section.max_target_tokens}"
+            ),
+            "localization layer (1-based)": gear_section.localization.layer,
+            "precision": train.precision,
+            "seed": run.seed,
+        },
+        metrics={
+            "optimizer steps": f"{run.step} of {run.total_steps}",
+            "epochs completed": len(epochs),
+            **{f"final epoch mean {name}": value for name, value in losses.items()},
+            "final temperature": float(run.training.temperature.detach()),
+        },
+        usage=(
+            '```python\nimport gear\nmodel = gear.load("path/to/this/folder")  # the suite\'s package\n'
+            'model.retrieve(["a question"], ["a document", "another"], k=1)\n'
+            'model.localize("a question", "a document. Its second sentence.")\n'
+            'model.generate("a question", "a document")\n```\n\n'
+            "The bi-encoder alone, without the suite:\n\n```python\n"
+            "from sentence_transformers import SentenceTransformer\n"
+            'st = SentenceTransformer("path/to/this/folder")\n'
+            'st.encode_query(["a question"]); st.encode_document(["a document"])\n```\n\n'
+            'On the command line: `gear predict --model path/to/this/folder --documents docs.jsonl --query "..."`.'
+        ),
+        not_included=[
+            "Evaluation results (retrieval, localization, generation): the workflow computes them after "
+            "training, in R/eval/{model}/{dataset}/{task}.json and the report tables.",
+            "Per-epoch models and the resumable training state: beside this folder, in ../epochs and ../state.",
+            "The full loss curve: train_log.jsonl in this folder.",
+        ],
+        tags=["gear", "retrieval", "localization", "sentence-transformers", run.variant, run.scenario],
+    )
 
 
 def _groups(items: Iterable, size: int) -> Iterator[list]:

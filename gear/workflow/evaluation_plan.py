@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from baselines.registry import ModelEntry, trained_model_dir
-from gear.layout import Layout, scenario_of
+from gear.layout import Layout, dataset_tasks, scenario_of
 
 
 def model_input(entry, scenario: str, layout: Layout) -> Path | None:
@@ -33,8 +33,8 @@ def has_epoch_analysis(entry) -> bool:
 
 
 def evaluation_targets(cfg: dict, models: Sequence, layout: Layout) -> list[Path]:
-    """Every evaluation output of a run: results JSON per (model, data set, task the entry lists),
-    run files, layer analyses (``evaluate.layer_analysis``) and epoch analyses
+    """Every evaluation output of a run: results JSON per (model, data set, task the entry lists
+    and the data set supports), run files with their qrels, layer analyses (``evaluate.layer_analysis``) and epoch analyses
     (``evaluate.epoch_analysis``) of the GeAR variants.
 
     Args:
@@ -46,10 +46,10 @@ def evaluation_targets(cfg: dict, models: Sequence, layout: Layout) -> list[Path
     targets: list[Path] = []
     for entry in models:
         for dataset in section["datasets"]:
-            for task in entry.tasks:
+            for task in job_tasks(entry, dataset):
                 targets.append(layout.eval_json(entry.name, dataset, task))
                 if task == "retrieval":
-                    targets.append(layout.run_file(entry.name, dataset))
+                    targets += [layout.run_file(entry.name, dataset), layout.qrels_file(entry.name, dataset)]
         if has_layer_analysis(entry):
             targets += [
                 layout.layers_json(entry.name, d)
@@ -63,6 +63,12 @@ def evaluation_targets(cfg: dict, models: Sequence, layout: Layout) -> list[Path
     return targets
 
 
+def job_tasks(entry, dataset: str) -> list[str]:
+    """The tasks of ``entry`` (registry ``tasks``) that ``dataset`` supports
+    (:func:`gear.layout.dataset_tasks`: a BEIR set has retrieval only)."""
+    return [task for task in entry.tasks if task in dataset_tasks(dataset)]
+
+
 def scenario_datasets(cfg: dict, scenario: str) -> list[str]:
     """The evaluated data sets (``evaluate.datasets``) whose models are trained on ``scenario``."""
     return [d for d in cfg["evaluate"]["datasets"] if scenario_of(d) == scenario]
@@ -70,14 +76,15 @@ def scenario_datasets(cfg: dict, scenario: str) -> list[str]:
 
 def model_job_outputs(entry, cfg: dict, scenario: str, layout: Layout) -> dict[str, Path]:
     """Every file one evaluation job of ``entry`` on ``scenario`` writes, by a readable key
-    (``{dataset}_{task}``, ``{dataset}_run``, ``{dataset}_layers``)."""
+    (``{dataset}_{task}``, ``{dataset}_run``, ``{dataset}_qrels``, ``{dataset}_layers``)."""
     outputs: dict[str, Path] = {}
     layer_sets = cfg["evaluate"]["layer_analysis"]
     for dataset in scenario_datasets(cfg, scenario):
-        for task in entry.tasks:
+        for task in job_tasks(entry, dataset):
             outputs[f"{dataset}_{task}"] = layout.eval_json(entry.name, dataset, task)
             if task == "retrieval":
                 outputs[f"{dataset}_run"] = layout.run_file(entry.name, dataset)
+                outputs[f"{dataset}_qrels"] = layout.qrels_file(entry.name, dataset)
         if has_layer_analysis(entry) and dataset in layer_sets:
             outputs[f"{dataset}_layers"] = layout.layers_json(entry.name, dataset)
     return outputs

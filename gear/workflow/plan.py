@@ -3,13 +3,16 @@
 The Snakefile resolves the run's models with :func:`plan_models` while it plans the DAG and raises
 the collected error in its ``onstart`` handler, so a model that cannot be had fails a run before
 any job starts, with a message naming it and the fix, while a dry run (``snakemake -n``, which
-loads no model) still plans and only warns.
+loads no model) still plans and only warns. :func:`software_problem` does the same for software
+the selected models need and this environment lacks: FlagEmbedding, which the BGE-family entries
+run and which does not import under transformers 5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baselines.adapters import FLAG_EMBEDDING_KINDS, flag_embedding_problem
 from baselines.registry import PRETRAINED_KINDS, ModelEntry
 from gear.hub import ModelSource, ModelUnavailableError
 
@@ -82,3 +85,18 @@ def check_models(cfg: dict, entries: list[ModelEntry]) -> dict[str, str]:
     if error is not None:
         raise error
     return resolved
+
+
+def software_problem(entries: list[ModelEntry]) -> RuntimeError | None:
+    """One error naming the selected entries whose software this environment lacks, or None.
+
+    Today that is FlagEmbedding (kinds ``flag_embedding`` and ``bge_rt``): it does not import under
+    transformers 5 (:func:`baselines.adapters.flag_embedding_problem` says why and what to do).
+    """
+    flag = sorted(entry.name for entry in entries if entry.kind in FLAG_EMBEDDING_KINDS)
+    problem = flag_embedding_problem() if flag else None
+    if problem is None:
+        return None
+    return RuntimeError(
+        f"registry entries {', '.join(flag)} of evaluate.models need FlagEmbedding: {problem}"
+    )

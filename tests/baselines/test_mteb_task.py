@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from baselines.adapters import EncoderSpec, HFEncoder
-from gear.io import DataFormatError
+from gear.config import REPO_ROOT, load_config
+from gear.evaluation.dataset import EvalDataset
+from gear.evaluation.retrieval import evaluate_retrieval
+from gear.evaluation.settings import EvaluateSettings
+from gear.io import DataFormatError, file_sha256
 from tests.baselines.helpers import PAIRS
+from tests.gear.conftest import tiny_bert_path, tiny_gear_path  # noqa: F401 (fixtures)
 
 pytest.importorskip("mteb", reason="mteb is not installed")
 
@@ -114,3 +119,65 @@ def test_local_task_rejects_a_query_with_an_unknown_document(tmp_path):
         handle.write(json.dumps({"query_id": "q9", "text": "x", "doc_id": "missing"}) + "\n")
     with pytest.raises(DataFormatError, match=r"queries.jsonl:3: doc_id 'missing' is not in"):
         read_local_retrieval(folder)
+
+
+@pytest.mark.slow
+def test_gear_as_an_mteb_model_scores_like_the_suite(tmp_path, tiny_gear_path):  # noqa: F811
+    """A GeAR folder loaded through its ModelMeta's loader: mteb's R@k / MRR@k equal the suite's
+    own retrieval evaluation of the same folder on the same test set."""
+    import mteb
+    import torch
+    from mteb.types import PromptType
+    from safetensors import safe_open
+    from torch.utils.data import DataLoader
+
+    from baselines.mteb_task import GEAR_CITATION, gear_model_meta, local_retrieval_task
+    from gear.inference import load_gear
+
+    # Both encoders of an untrained GeAR start from the same BERT: make them differ, so that a
+    # query encoded as a document (or the reverse) would show.
+    gear, tokenizer = load_gear(tiny_gear_path, "cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in gear.document_encoder.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    tiny_gear_path = tmp_path / "gear"
+    gear.save_pretrained(tiny_gear_path, tokenizer)
+
+    meta = gear_model_meta(tiny_gear_path, name="me/tiny-gear")
+    assert meta.name == "me/tiny-gear" and meta.framework == ["PyTorch"]
+    assert meta.revision == file_sha256(tiny_gear_path / "model.safetensors")[:16]
+    assert meta.embed_dim == 32 and meta.max_tokens == 32 and meta.use_instructions is False
+    with safe_open(str(tiny_gear_path / "model.safetensors"), framework="pt") as weights:
+        encoders = sum(
+            int(np.prod(weights.get_slice(k).get_shape()))
+            for k in weights.keys()
+            if k.split(".")[0] in ("query_encoder", "document_encoder")
+        )
+    assert meta.n_parameters == encoders and meta.citation == GEAR_CITATION
+    model = meta.load_model(device="cpu")
+    assert model.mteb_model_meta.name == "me/tiny-gear"
+    texts = [query for query, _ in PAIRS[:3]]
+    loader = DataLoader([{"text": text} for text in texts], batch_size=2)
+    as_queries = model.encode(loader, prompt_type=PromptType.query)
+    np.testing.assert_allclose(as_queries, model.encoder.encode_queries(texts), atol=1e-6)
+    assert not np.allclose(as_queries, model.encoder.encode_documents(texts), atol=1e-3)
+
+    folder = write_normalised(tmp_path / "squad")
+    result = mteb.evaluate(
+        model, local_retrieval_task(folder), cache=None, show_progress_bar=False, co2_tracker=False
+    )
+    (scores,) = result.task_results[0].scores["test"]
+    config = load_config(REPO_ROOT / "config" / "mini.yaml")
+    config["evaluate"]["bootstrap"]["resamples"] = 10
+    suite = evaluate_retrieval(
+        model.encoder,
+        EvalDataset.load("squad", folder / "corpus.jsonl", folder / "queries.jsonl"),
+        EvaluateSettings.from_config(config["evaluate"]),
+        out_json=tmp_path / "retrieval.json",
+    )
+    assert scores["recall_at_5"] == pytest.approx(suite["metrics"]["R@5"], abs=1e-4)
+    assert scores["mrr_at_5"] == pytest.approx(suite["metrics"]["M@5"], abs=1e-4)
+    recall, mrr = own_scores(model.encoder, PAIRS, 10, 1)
+    assert scores["recall_at_1"] == pytest.approx(recall, abs=1e-4)
+    assert scores["mrr_at_1"] == pytest.approx(mrr, abs=1e-4)

@@ -11,8 +11,15 @@ import pytest
 import yaml
 
 from baselines.adapters import FlagEmbeddingEncoder, HFEncoder, SentenceTransformerEncoder
-from baselines.registry import ModelEntry, build_encoder, load_entry, load_registry, select_models
-from gear.config import REPO_ROOT, ConfigError
+from baselines.registry import (
+    ModelEntry,
+    build_encoder,
+    load_entry,
+    load_registry,
+    run_models,
+    select_models,
+)
+from gear.config import REPO_ROOT, ConfigError, validate_config
 from gear.hub import ModelUnavailableError
 from gear.layout import Layout
 from gear.workflow.plan import check_models
@@ -200,3 +207,23 @@ def test_build_encoder_for_gear_needs_the_trained_variant(run_config):
     entry = load_registry(REGISTRY)["GeAR_CL"]
     with pytest.raises(FileNotFoundError, match=r"GeAR_CL/qar/model.*train_gear"):
         build_encoder(entry, run_config, "qar", Layout.from_config(run_config))
+
+
+def test_extra_models_follow_the_default_list(mini_config):
+    """evaluate.extra_models adds entries after evaluate.models; unknown or repeated names fail early."""
+    registry = load_registry(REGISTRY)
+    evaluate = dict(mini_config["evaluate"], extra_models=["BM25", "E5"])
+    validate_config(dict(mini_config, evaluate=evaluate))  # the schema knows the key
+    names = [entry.name for entry in run_models(registry, evaluate)]
+    assert names == [*mini_config["evaluate"]["models"], "BM25", "E5"]
+    assert [e.name for e in run_models(registry, mini_config["evaluate"])] == mini_config["evaluate"][
+        "models"
+    ]
+    with pytest.raises(ConfigError, match=r"evaluate\.extra_models: unknown model\(s\) \['Nope'\]"):
+        run_models(registry, dict(evaluate, extra_models=["Nope"]))
+    with pytest.raises(
+        ConfigError, match=r"evaluate\.extra_models: \['MiniLM'\] already in evaluate\.models"
+    ):
+        run_models(registry, dict(evaluate, extra_models=["MiniLM"]))
+    with pytest.raises(ConfigError, match=r"evaluate\.extra_models: expected unique|extra_models"):
+        validate_config(dict(mini_config, evaluate=dict(evaluate, extra_models=["BM25", "BM25"])))

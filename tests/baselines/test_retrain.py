@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from sentence_transformers import SentenceTransformer
 
 from baselines.registry import build_encoder, load_registry
 from baselines.retrain_bge import BgeRTConfig, flag_command, retrain_bge, write_flag_data
@@ -80,6 +81,13 @@ def assert_trained_and_loadable(name, out, run_config, minilm_reference, pooling
     assert vectors.shape == (2, 384)
     start = reference_embeddings(minilm_reference, PROBE, pooling, 512)
     assert not np.allclose(vectors, start, atol=1e-3), "training left the weights unchanged"
+    # Users load the folder with sentence-transformers and get the embeddings the suite scores.
+    exported = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(exported.encode_document(PROBE), vectors, atol=1e-5)
+    np.testing.assert_allclose(exported.encode_query(PROBE), encoder.encode_queries(PROBE), atol=1e-5)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"| triples | {len(PAIRS)} |" in card and f"`{record['start_checkpoint']}`" in card
+    assert f"| pooling | {pooling} |" in card and "## Not in this card" in card
     leftovers = [p.name for p in out.parent.iterdir() if p.name != "model"]
     assert leftovers == [], f"temporary folders left beside the model: {leftovers}"
 

@@ -91,17 +91,48 @@ def test_document_store_merges_identical_and_keeps_ids_stable():
 
 
 def test_write_and_load_round_trip(tmp_path):
-    docs = [Document("d1", "T", "One. Two.", [(0, 4), (5, 9)])]
-    queries = [Query("q1", "one?", "d1", ["One"], [0], "One", True)]
+    docs = [Document("d1", "T", "One. Two.", [(0, 4), (5, 9)]), Document("d2", "", "Three.", [(0, 6)])]
+    queries = [
+        Query("q1", "one?", "d1", ["One"], [0], "One", True),
+        Query("q2", "three?", "d2", [], [], "", False, {"d2": 2, "d1": 1}),
+    ]
     write_dataset(tmp_path / "set", docs, queries, {"documents": 1})
     assert load_corpus(tmp_path / "set" / "corpus.jsonl") == docs
     assert load_queries(tmp_path / "set" / "queries.jsonl") == queries
+    assert "relevant_docs" not in (tmp_path / "set" / "queries.jsonl").read_text().splitlines()[0]
     assert json.loads((tmp_path / "set" / "stats.json").read_text()) == {"documents": 1}
     assert sorted(p.name for p in (tmp_path / "set").iterdir()) == [
+        "beir",
         "corpus.jsonl",
         "queries.jsonl",
         "stats.json",
     ]
+    # the same test set in BEIR layout, as BEIR's GenericDataLoader reads it
+    beir = tmp_path / "set" / "beir"
+    assert [json.loads(line) for line in (beir / "corpus.jsonl").read_text().splitlines()] == [
+        {"_id": "d1", "title": "T", "text": "One. Two."},
+        {"_id": "d2", "title": "", "text": "Three."},
+    ]
+    assert [json.loads(line) for line in (beir / "queries.jsonl").read_text().splitlines()] == [
+        {"_id": "q1", "text": "one?"},
+        {"_id": "q2", "text": "three?"},
+    ]
+    assert (beir / "qrels" / "test.tsv").read_text().splitlines() == [
+        "query-id\tcorpus-id\tscore",
+        "q1\td1\t1",
+        "q2\td2\t2",
+        "q2\td1\t1",
+    ]
+    # rewriting replaces the export whole
+    write_dataset(tmp_path / "set", docs[:1], queries[:1], {"documents": 1})
+    assert len((beir / "corpus.jsonl").read_text().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "set").iterdir())[0] == "beir"
+
+
+def test_ids_with_white_space_cannot_be_written(tmp_path):
+    with pytest.raises(DataFormatError, match=r"doc_id 'd 1' is empty or contains white space"):
+        write_dataset(tmp_path / "set", [Document("d 1", "", "x", [(0, 1)])], [], {})
+    assert list((tmp_path / "set").iterdir()) == []
 
 
 def test_empty_corpus_is_an_error_and_leaves_nothing(tmp_path):

@@ -4,6 +4,9 @@
   bert-base-uncased tokenizer, written once per session (random weights, seeded).
 - ``triples_file``: 24 training triples of real text in the suite's JSON Lines format.
 - ``tiny_gear_path``: an untrained tiny GeAR folder (model + tokenizer with [DEC]).
+- ``trained_tiny_gear``: the final model folder of a real (3-step) ``train_gear`` run of the tiny
+  GeAR on ``PASSAGES``: everything the trainer writes (``gear_config.json``, the model card, the
+  sentence-transformers export), for the tests of what users load.
 - ``one_thread``: run a test on one torch thread (tiny ops on shared cores); ``two_threads``: on two.
 """
 
@@ -151,6 +154,32 @@ def tiny_gear_path(tmp_path_factory, tiny_bert_path) -> Path:
     )
     model.save_pretrained(folder, tokenizer)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_gear(tmp_path_factory, tiny_bert_path, _mini_config) -> Path:
+    """A trained tiny GeAR (``train_gear``, one epoch of 3 steps, localization layer 2 of 2)."""
+    import copy
+
+    import torch
+
+    from gear.training.trainer import train_gear
+
+    root = tmp_path_factory.mktemp("trained_tiny_gear")
+    cfg = copy.deepcopy(_mini_config)
+    cfg["gear"].update(
+        init_checkpoint=str(tiny_bert_path), max_query_tokens=16, max_document_tokens=64, max_target_tokens=16
+    )
+    cfg["gear"]["localization"]["layer"] = 2
+    cfg["train"].update(epochs=1, queue_size=8, checkpoint_every_steps=100, log_every_seconds=60)
+    cfg["train"]["scenarios"]["qar"]["batch_size"] = 8
+    cfg["train"]["schedule"]["warmup_steps"] = 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_gear(write_triples(root / "triples.jsonl"), root / "run", cfg, "GeAR", "qar")
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from baselines.registry import load_registry
+from data_prep.beir import build_beir
 from gear.config import REPO_ROOT, ConfigError, load_config
 from gear.evaluation.analyses import epoch_dirs
 from gear.evaluation.dataset import EvalDataset
@@ -22,6 +24,7 @@ from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, read_json
 from gear.layout import Layout
 from gear.workflow.evaluation_plan import EvaluationPlan, evaluation_targets, job_config, model_job_outputs
+from tests.data_prep.test_beir import NAME, QRELS, beir_config, write_beir_folder
 from tests.gear.test_search import MiniLMEncoder
 
 ARTICLES, PARAGRAPHS = 2, 3  # six real SQuAD paragraphs and their questions
@@ -234,26 +237,140 @@ def test_dataset_errors_name_the_file(tmp_path, squad):
 # ------------------------------------------------------------------ workflow glue
 
 
-@pytest.mark.slow
-def test_job_functions_build_the_registry_encoder(tmp_path, squad_dir, config):
-    """The Snakemake job path: registry entry -> adapter -> evaluation, from the trimmed params."""
-    from baselines.registry import load_registry
-
-    cfg = copy.deepcopy(config)
-    cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
+@pytest.fixture(scope="module")
+def job_run(tmp_path_factory, squad_dir, config) -> tuple[dict, Layout]:
+    """One evaluation job as the workflow runs it (MiniLM on the QAR scenario), on the SQuAD
+    sample and a tiny BEIR set added by config (graded, several relevant documents per query)."""
+    root = tmp_path_factory.mktemp("job")
+    cfg = beir_config(copy.deepcopy(config), write_beir_folder(root / "tiny"))
+    cfg["results_dir"], cfg["reports_dir"] = str(root / "results"), str(root / "reports")
     cfg["evaluate"]["bootstrap"]["resamples"] = 100
+    cfg["evaluate"]["datasets"] = ["squad", NAME]
+    layout = Layout.from_config(cfg)
+    build_beir(cfg["data"]["beir"][NAME]["path"], layout.dataset_dir(NAME), cfg["data"], NAME)
     entry = load_registry(REPO_ROOT / cfg["registry"])["MiniLM"]
     params = job_config(cfg, entry)
     assert "gear" not in params and "train" not in params and "models" not in params["evaluate"]
-    layout = Layout.from_config(cfg)
-    corpus, queries = squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"
-    cfg["evaluate"]["datasets"] = ["squad"]
+    datasets = {
+        "squad": (squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"),
+        NAME: (layout.corpus(NAME), layout.queries(NAME)),
+    }
     outputs = model_job_outputs(entry, cfg, "qar", layout)
-    run_model(entry, params, "qar", {"squad": (corpus, queries)}, outputs)
+    run_model(entry, params, "qar", datasets, outputs)
+    return outputs, layout
+
+
+@pytest.mark.slow
+def test_job_functions_build_the_registry_encoder(job_run):
+    """The Snakemake job path: registry entry -> adapter -> evaluation, from the trimmed params."""
+    outputs, layout = job_run
     out = layout.eval_json("MiniLM", "squad", "retrieval")
     assert read_json(out)["model"] == "MiniLM" and layout.run_file("MiniLM", "squad").is_file()
     assert list(layout.embedding_cache().glob("MiniLM-documents-*/manifest.json"))
     assert read_json(layout.eval_json("MiniLM", "squad", "localization"))["n_queries"] > 0
+    # the BEIR set has retrieval only: nothing to localize
+    assert read_json(layout.eval_json("MiniLM", "beir-tiny", "retrieval"))["n_queries"] == 3
+    assert "beir-tiny_localization" not in outputs
+    written = {p for p in layout.results.joinpath("eval").rglob("*") if p.is_file()}
+    assert written == {Path(p) for p in outputs.values()}
+
+
+def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """TREC qrels ``qid 0 docid relevance``, checked field by field."""
+    qrels: dict[str, dict[str, int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        qid, zero, doc, relevance = line.split(" ")
+        assert zero == "0" and int(relevance) >= 1 and doc not in qrels.get(qid, {})
+        qrels.setdefault(qid, {})[doc] = int(relevance)
+    return qrels
+
+
+def check_trec_run(path: Path, tag: str) -> dict[str, list[tuple[str, float]]]:
+    """A valid TREC run (``qid Q0 docid rank score tag``: ranks 1, 2, ... in order of
+    non-increasing score, one line per document); returns each query's (doc, score) list."""
+    run: dict[str, list[tuple[str, float]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        qid, q0, doc, rank, score, run_tag = line.split(" ")
+        ranked = run.setdefault(qid, [])
+        assert q0 == "Q0" and run_tag == tag and int(rank) == len(ranked) + 1
+        assert not ranked or float(score) <= ranked[-1][1]
+        assert doc not in {d for d, _ in ranked}
+        ranked.append((doc, float(score)))
+    return run
+
+
+@pytest.mark.slow
+def test_every_run_file_scores_as_pytrec_eval_does(job_run):
+    """R@k and M@k of every results file equal pytrec_eval's on the run file and qrels beside it.
+
+    Ties aside: trec_eval orders equal scores by document id (reverse lexicographic), the suite
+    pessimistically (gear.evaluation.metrics), so a query whose relevant document shares its
+    printed score with another document of its list is left out (none is here). trec_eval's
+    recip_rank has no cut-off: M@k is compared with it on the run cut to its top k.
+    """
+    pytrec_eval = pytest.importorskip(
+        "pytrec_eval", reason="pytrec_eval comes with the mteb extra (pip install -e '.[mteb]')"
+    )
+    outputs, _ = job_run
+    runs = sorted(key.removesuffix("_run") for key in outputs if key.endswith("_run"))
+    assert runs == ["beir-tiny", "squad"]
+    for dataset in runs:
+        result = read_json(outputs[f"{dataset}_retrieval"])
+        k = int(next(iter(result["metrics"])).split("@")[1])
+        run = check_trec_run(Path(outputs[f"{dataset}_run"]), "MiniLM")
+        qrels = read_trec_qrels(Path(outputs[f"{dataset}_qrels"]))
+        assert set(qrels) == set(run) == set(result["per_query"]["query_id"])
+        if dataset == "beir-tiny":  # the judgments of the BEIR folder, grades and all
+            assert qrels == {q: {d: s for q2, d, s in QRELS if q2 == q and s >= 1} for q in qrels}
+        recall = pytrec_eval.RelevanceEvaluator(qrels, {f"recall.{k}"}).evaluate(
+            {q: dict(ranked) for q, ranked in run.items()}
+        )
+        reciprocal = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(
+            {q: dict(ranked[:k]) for q, ranked in run.items()}
+        )
+        compared = 0
+        for i, qid in enumerate(result["per_query"]["query_id"]):
+            scores = [score for _, score in run[qid]]
+            if any(scores.count(score) > 1 for doc, score in run[qid] if doc in qrels[qid]):
+                continue  # a tie involving a relevant document: see the docstring
+            assert result["per_query"][f"R@{k}"][i] == pytest.approx(recall[qid][f"recall_{k}"]), qid
+            assert result["per_query"][f"M@{k}"][i] == pytest.approx(reciprocal[qid]["recip_rank"]), qid
+            compared += 1
+        assert compared == len(run), f"{dataset}: {len(run) - compared} queries tie"
+
+
+def test_bm25_job_ranks_documents_and_sentences(tmp_path, squad_dir, config):
+    """A lexical entry through the job path: its run file is BM25's ranking of the corpus, and on
+    SQuAD (questions share words with their answer sentence) it localizes above the random ranking."""
+    from baselines.registry import build_lexical, load_registry
+
+    cfg = copy.deepcopy(config)
+    cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
+    cfg["evaluate"]["bootstrap"]["resamples"] = 100
+    cfg["evaluate"]["datasets"] = ["squad"]
+    entry = load_registry(REPO_ROOT / cfg["registry"])["BM25"]
+    layout = Layout.from_config(cfg)
+    corpus, queries = squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl"
+    run_model(
+        entry,
+        job_config(cfg, entry),
+        "qar",
+        {"squad": (corpus, queries)},
+        model_job_outputs(entry, cfg, "qar", layout),
+    )
+
+    data = EvalDataset.load("squad", corpus, queries)
+    _, ids = build_lexical(entry).search([d.text for d in data.documents], [q.text for q in data.queries], 20)
+    run = read_run(layout.run_file("BM25", "squad"))
+    first = data.queries[0]
+    assert [doc for doc, _ in run[first.query_id]] == [data.documents[i].doc_id for i in ids[0] if i >= 0]
+    retrieval = read_json(layout.eval_json("BM25", "squad", "retrieval"))
+    hits = [data.position[q.doc_id] in row[:5] for q, row in zip(data.queries, ids, strict=True)]
+    assert retrieval["metrics"]["R@5"] == pytest.approx(np.mean(hits))
+    assert retrieval["provenance"]["encoder_fingerprint"].startswith("bm25-")
+    localization = read_json(layout.eval_json("BM25", "squad", "localization"))
+    assert localization["n_queries"] > 0 and localization["provenance"]["scorer"] == "BM25Retriever"
+    assert localization["metrics"]["R@1"] > localization["references"]["random"]["metrics"]["R@1"]
 
 
 def test_settings_from_config(config, paper_config):
@@ -276,7 +393,7 @@ def test_evaluation_targets_follow_the_registry_tasks(config):
     assert len(targets) == len(set(targets))
     datasets = config["evaluate"]["datasets"]
     assert layout.eval_json("MiniLM", "squad", "localization") in targets
-    assert layout.run_file("GeAR_CL", "rir") in targets
+    assert layout.run_file("GeAR_CL", "rir") in targets and layout.qrels_file("GeAR_CL", "rir") in targets
     assert layout.eval_json("GeAR_CL", "squad", "localization") not in targets
     assert layout.eval_json("MiniLM", "squad", "generation") not in targets
     assert layout.eval_json("GeAR", "rir", "generation") in targets
@@ -286,7 +403,8 @@ def test_evaluation_targets_follow_the_registry_tasks(config):
         layout.epochs_json("GeAR", "rir"),
     }
     per_model = {
-        m.name: len(m.tasks) * len(datasets) + ("retrieval" in m.tasks) * len(datasets) for m in models
+        m.name: len(m.tasks) * len(datasets) + ("retrieval" in m.tasks) * 2 * len(datasets)  # run, qrels
+        for m in models
     }
     analyses = len(config["evaluate"]["layer_analysis"]) + 2
     assert len(targets) == sum(per_model.values()) + analyses
@@ -480,6 +598,7 @@ def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_th
     assert set(outputs) == {
         "squad_retrieval",
         "squad_run",
+        "squad_qrels",
         "squad_localization",
         "squad_generation",
         "squad_layers",
@@ -503,7 +622,11 @@ def test_gear_job_functions(tmp_path, squad_dir, config, gear_folders, single_th
         loc["metrics"]["R@1"]
     )
     # GeAR_CL is evaluated for retrieval only (its cross-attention and decoder never trained)
-    assert set(model_job_outputs(registry["GeAR_CL"], cfg, "qar", layout)) == {"squad_retrieval", "squad_run"}
+    assert set(model_job_outputs(registry["GeAR_CL"], cfg, "qar", layout)) == {
+        "squad_retrieval",
+        "squad_run",
+        "squad_qrels",
+    }
 
 
 def test_evaluation_plan_patterns_and_inputs(config):

@@ -277,6 +277,45 @@ def test_auto_picks_faiss_gpu_then_torch_on_cuda_then_faiss_cpu(monkeypatch):
     assert resolve_backend(SearchSettings()) == SearchBackend("faiss", gpu=True)
 
 
+def test_faiss_on_cuda_takes_the_gpu_index_or_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(search_module, "_faiss_gpus", lambda: 2)  # faiss-gpu on a 2-GPU machine
+    faiss_on = {
+        d: resolve_backend(SearchSettings(backend="faiss", device=d)) for d in ("cuda", "cuda:1", "cpu")
+    }
+    assert faiss_on["cuda"] == SearchBackend("faiss", gpu=True, gpu_index=0)
+    assert faiss_on["cuda:1"] == SearchBackend("faiss", gpu=True, gpu_index=1)
+    assert faiss_on["cuda:1"].describe() == "faiss GpuIndexFlatIP on GPU 1"
+    assert faiss_on["cpu"] == SearchBackend("faiss", gpu=False)
+    assert resolve_backend(SearchSettings(device="cuda:1")) == faiss_on["cuda:1"]  # auto: FAISS keeps the GPU
+    assert resolve_backend(SearchSettings(device="cpu")) == SearchBackend("faiss", gpu=False)
+    with pytest.raises(RuntimeError, match=r"FAISS sees 2 GPU\(s\), device 'cuda:2'"):
+        resolve_backend(SearchSettings(backend="faiss", device="cuda:2"))
+    with pytest.raises(ValueError, match="contradict"):
+        resolve_backend(SearchSettings(backend="faiss", device="cuda", use_gpu=False))
+    monkeypatch.setattr(search_module, "_faiss_gpus", lambda: 0)  # the pip faiss-cpu
+    with pytest.raises(RuntimeError, match=r"sees no GPU.*pip install -e '\.\[gpu\]'.*backend='torch'"):
+        resolve_backend(SearchSettings(backend="faiss", device="cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    search_module._faiss_gpus() == 0, reason="needs faiss-gpu (the gpu extra) and a CUDA device"
+)
+def test_faiss_gpu_index_agrees_with_faiss_on_the_cpu(tmp_path):
+    vectors, queries = _random_unit(20_000, 128, 11), _random_unit(300, 128, 12)
+    store = _store_from_vectors(tmp_path, vectors, shard_size=3_000)
+    on_gpu = SearchSettings(backend="faiss", device="cuda")
+    assert resolve_backend(on_gpu) == SearchBackend("faiss", gpu=True)
+    gpu_scores, gpu_ids = search(store, queries, depth=50, settings=on_gpu)
+    cpu_scores, cpu_ids = search(
+        store, queries, depth=50, settings=SearchSettings(backend="faiss", use_gpu=False)
+    )
+    np.testing.assert_allclose(gpu_scores, cpu_scores, atol=1e-4)
+    assert (gpu_ids[:, :10] == cpu_ids[:, :10]).mean() > 0.99  # float32 on both: only near-ties may swap
+    sharded = SearchSettings(backend="faiss", device="cuda", ram_budget_bytes=4_000 * 128 * 4)
+    np.testing.assert_allclose(search(store, queries, depth=50, settings=sharded)[0], cpu_scores, atol=1e-4)
+
+
 class _ArrayEncoder(TextEncoder):
     """Serves fixed vectors by text (texts are "0", "1", ...): a store of known contents."""
 

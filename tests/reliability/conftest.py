@@ -36,8 +36,9 @@ TRAIN_KEYS = ("seed", "allow_downloads", "model_paths", "model_revisions", "gear
 def tiny_train_config(mini_config: dict, checkpoint: Path, **train_overrides) -> dict:
     """The train sections of the mini config for the tiny checkpoint: 24 triples, batch 4, 2 epochs.
 
-    ``log_every_seconds: 0`` logs every optimizer step, so ``train_log.jsonl`` holds the losses of
-    each step, a full record to compare between runs.
+    ``record_every_steps: 1``: ``train_log.jsonl`` holds the losses of each optimizer step, a full
+    record to compare between runs (``log_every_seconds: 0`` prints a progress line every step,
+    which the kill tests wait for).
     """
     cfg = {key: copy.deepcopy(mini_config[key]) for key in TRAIN_KEYS}
     cfg["gear"].update(
@@ -47,7 +48,9 @@ def tiny_train_config(mini_config: dict, checkpoint: Path, **train_overrides) ->
         max_target_tokens=16,
     )
     cfg["gear"]["localization"]["layer"] = 2
-    cfg["train"].update(epochs=2, queue_size=8, checkpoint_every_steps=2, log_every_seconds=0.0)
+    cfg["train"].update(
+        epochs=2, queue_size=8, checkpoint_every_steps=2, log_every_seconds=0.0, record_every_steps=1
+    )
     cfg["train"]["scenarios"]["qar"]["batch_size"] = 4
     cfg["train"]["schedule"]["warmup_steps"] = 2
     cfg["train"].update(train_overrides)

@@ -167,7 +167,7 @@ def assert_same_run(setup: SimpleNamespace, out: Path, tmp_path: Path) -> None:
         [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
         for folder in (final, reference)
     )
-    assert [r["step"] for r in log if r["event"] == "log"] == list(range(1, setup.steps + 1))
+    assert [r["step"] for r in log if r["event"] == "steps"] == list(range(1, setup.steps + 1))
     assert log == reference_log  # every step's losses, lr, alpha, temperature; the epoch means
     metrics = retrieval_metrics(final, setup.corpus, setup.queries, setup.settings, tmp_path / "eval.json")
     assert metrics == setup.reference_metrics

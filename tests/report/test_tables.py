@@ -19,10 +19,14 @@ from gear.report.tables.significance import build_significance_tables, paired_ar
 from gear.report.tables.stats import count_lines
 from gear.report.tables.text import (
     AT_LENGTH,
+    BEYOND_PAPER_MARK,
+    BEYOND_PAPER_NOTE,
     MARK_OUTSIDE,
     MARK_WITHIN,
     NOT_IN_PAPER,
     NOT_RUN,
+    PAPER_ONLY_GROUP,
+    PAPER_ONLY_LABEL,
     REFERENCE_ROWS,
 )
 from gear.report.tables.writers import to_markdown, write_tables
@@ -64,19 +68,21 @@ def _table(layout, models, task, table, tolerance=0.02, show_ci=False):
 def test_table_1_rows_columns_values_marks(layout, run):
     models, written = run
     table = _table(layout, models, "retrieval", "table_1")
-    # Rows: the paper's groups and order, the run's extra model (MiniLM) in its registry group.
+    # Rows: the run's models in the paper's groups and order, the run's extra model (MiniLM) in
+    # its registry group; then the paper's models the run lacks, in one "paper only" block.
     assert [r.label for r in table.rows] == [
+        "MiniLM",
+        "SBERT_RT",
+        "GeAR",
+        "GeAR_CL",
         "SBERT",
         "E5",
         "BGE",
         "GTE",
-        "MiniLM",
-        "SBERT_RT",
         "BGE_RT",
-        "GeAR",
-        "GeAR_CL",
     ]
-    assert [r.group for r in table.rows][4:6] == ["pretrained", "retrained"]
+    assert [r.group for r in table.rows][:2] == ["pretrained", "retrained"]
+    assert {r.group for r in table.rows[4:]} == {PAPER_ONLY_GROUP}
     # Columns: every data set of the paper, R@5 and M@5 each.
     assert [(c.top, c.label) for c in table.columns][:3] == [
         ("SQuAD", "R@5"),
@@ -93,15 +99,20 @@ def test_table_1_rows_columns_values_marks(layout, run):
     off = table.cell("GeAR", "M@5", "SQuAD")
     assert off.within is False and MARK_OUTSIDE in off.text()
     assert "−0.062" in off.text()  # 0.700 - 0.762
-    # The run's model the paper lacks: value, no paper value, no mark.
+    # The run's model the paper lacks: value, no paper value, no mark; its row is beyond the paper.
     mini = table.cell("MiniLM", "R@5", "SQuAD")
     assert mini.paper is None and mini.within is None and mini.text().endswith(NOT_IN_PAPER)
-    # Missing results are shown as such: a data set the run skipped, a model the run lacks,
-    # a result the run did not produce.
-    for row, top in (("GeAR", "TriviaQA"), ("SBERT", "SQuAD"), ("GeAR", "NQ")):
+    assert table.row("MiniLM").marks == [BEYOND_PAPER_MARK] and not table.row("GeAR").marks
+    assert (BEYOND_PAPER_MARK, BEYOND_PAPER_NOTE) in table.footnotes
+    # Missing results are shown as such: a data set the run skipped, a result the run did not produce.
+    for row, top in (("GeAR", "TriviaQA"), ("GeAR", "NQ")):
         missing = table.cell(row, "R@5", top)
         assert missing.value is None and missing.text().startswith(NOT_RUN)
         assert missing.paper is not None
+    # A model the run lacks: the paper's value alone, no "not run" beside it.
+    paper_only = table.cell("SBERT", "R@5", "SQuAD")
+    assert paper_only.paper == PaperNumbers.load().value("table_1", "SBERT", "squad", "R@5")
+    assert paper_only.text() == f"{paper_only.paper:.3f}"
     # GeAR_CL's row carries the note that the paper labels it "GeAR"; ACL note under the table.
     assert table.row("GeAR_CL").marks
     assert any("ACL 2025" in text for _, text in table.footnotes)
@@ -161,6 +172,9 @@ def test_renderings_latex_csv_html(layout, run, tmp_path):
     assert float(gear["difference"]) == pytest.approx(53 / 60 - 0.883, abs=1e-6)
     missing = next(r for r in rows if (r["model"], r["dataset"]) == ("GeAR", "nq") and r["metric"] == "R@5")
     assert missing["status"] == "not_run" and missing["reproduced"] == ""
+    sbert = next(r for r in rows if (r["model"], r["dataset"], r["metric"]) == ("SBERT", "squad", "R@5"))
+    assert sbert["status"] == "paper_only" and sbert["group"] == PAPER_ONLY_GROUP and sbert["paper"]
+    assert "\\dag{}" in tex  # MiniLM's row: beyond the paper
 
     html = outputs["html"].read_text()
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html and 'class="within"' in html
@@ -286,7 +300,10 @@ def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
         }
         write_json(path, obj)
     t2 = _table(layout, models, "localization", "table_2")
-    assert [r.label for r in t2.rows][-2:] == list(REFERENCE_ROWS.values())
+    assert [r.label for r in t2.rows if r.group == "reference"] == list(REFERENCE_ROWS.values())
+    # The references follow the run's rows; the paper-only block comes last.
+    groups = [r.group for r in t2.rows]
+    assert groups.index("reference") < groups.index(PAPER_ONLY_GROUP) and groups[-1] == PAPER_ONLY_GROUP
     assert t2.cell(REFERENCE_ROWS["unit_length"], "R@1", "SQuAD").value == pytest.approx(0.99)
     assert t2.cell(REFERENCE_ROWS["random"], "R@3", "RIR").value == pytest.approx(0.25)
     assert t2.cell(REFERENCE_ROWS["random"], "R@1", "NQ").value is None  # GeAR's NQ result has none
@@ -295,3 +312,22 @@ def test_table_2_reference_rows_and_the_unit_length_flag(layout, run):
     assert t2.cell("SBERT_RT", "R@1", "SQuAD").flag == ""  # only results that carry the reference
     md = to_markdown(t2)
     assert f"[{AT_LENGTH}]" in md and "Trivial references" in md
+
+
+def test_bm25_rows_are_beyond_the_paper_and_unrun_paper_models_are_compact(layout, registry):
+    """A run of GeAR and BM25: BM25's rows in Tables 1 and 2 sit in the lexical group, marked beyond
+    the paper; the paper's models the run lacks come last, as their printed values only."""
+    models = [registry["GeAR"], registry["BM25"]]
+    write_results(layout, models, RUN_DATASETS)
+    for task, table_key in (("retrieval", "table_1"), ("localization", "table_2")):
+        table = _table(layout, models, task, table_key)
+        labels = [r.label for r in table.rows]
+        assert labels[:2] == ["GeAR", "BM25"] and table.row("BM25").group == "lexical"
+        assert table.row("BM25").marks == [BEYOND_PAPER_MARK]
+        assert table.cell("BM25", table.columns[0].label, "SQuAD").value is not None
+        md = to_markdown(table)
+        assert "| *Lexical retrieval (beyond the paper)* |" in md and f"| BM25[{BEYOND_PAPER_MARK}] |" in md
+        assert f"| *{PAPER_ONLY_LABEL}* |" in md
+        # The paper-only rows print no "not run": only the run's own missing cells do.
+        paper_only = [line for line in md.splitlines() if line.startswith(("| SBERT |", "| GTE |"))]
+        assert paper_only and all(NOT_RUN not in line for line in paper_only)

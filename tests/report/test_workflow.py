@@ -114,7 +114,7 @@ def test_report_rules_end_to_end(tmp_path):
     # The model-driven data were not recomputed (no model here): only drawing rules ran.
     assert "figure_3_data" not in done.stderr and "explain_data" not in done.stderr
     table_1 = (reports / "table_1.md").read_text()
-    assert "| MiniLM |" in table_1 and "| GeAR_CL[a] |" in table_1 and "not run / 0.754" in table_1
+    assert "| MiniLM[†] |" in table_1 and "| GeAR_CL[a] |" in table_1 and "not run / 0.754" in table_1
     index = (reports / "index.html").read_text()
     for path in expected[:-1]:
         assert f'href="{path.relative_to(reports).as_posix()}"' in index, path

@@ -2,11 +2,18 @@
 # QAR training triples sampled from PAQ and the RIR data synthesized from Wikipedia. The work is
 # in data_prep/; each script is a few lines of glue. Outputs (gear/layout.py):
 #   L.corpus(ds), L.queries(ds), L.stats(ds)   for ds in squad, nq, triviaqa, paq, rir
+#   L.beir_files(ds)                           the same test set in BEIR layout, same job
+#   and the same for every BEIR set of data.beir (rule build_beir, data_prep/beir.py)
 #   L.train_triples("qar"), L.train_triples("rir")
 # Download rules exist only for the raw files whose URL the config names (config/paper.yaml);
 # the mini config names none, so its runs never download.
+import re
+
+from data_prep.beir import beir_files
+
 DATA = config["data"]
 QA_SOURCES = ("squad", "nq", "triviaqa")
+BEIR_SETS = DATA.get("beir", {})
 RIR_WORK = L.rir_work()
 
 
@@ -29,6 +36,7 @@ rule build_qa:
             e["path"] for e in DATA[wildcards.dataset].get("extra_corpus", [])
         ],
     output:
+        **L.beir_files("{dataset}"),
         corpus=L.corpus("{dataset}"),
         queries=L.queries("{dataset}"),
         stats=L.stats("{dataset}"),
@@ -51,11 +59,45 @@ rule build_qa:
         "../scripts/data_build_qa.py"
 
 
+if BEIR_SETS:
+
+    # Any BEIR folder named by the config (data.beir.beir-{name}) as a test set: retrieval only.
+    rule build_beir:
+        input:
+            unpack(
+                lambda wildcards: beir_files(
+                    BEIR_SETS[wildcards.dataset]["path"],
+                    BEIR_SETS[wildcards.dataset].get("split", "test"),
+                )
+            ),
+        output:
+            **L.beir_files("{dataset}"),
+            corpus=L.corpus("{dataset}"),
+            queries=L.queries("{dataset}"),
+            stats=L.stats("{dataset}"),
+        log:
+            L.log("data", "build_{dataset}"),
+        benchmark:
+            L.benchmark("data", "build_{dataset}")
+        wildcard_constraints:
+            dataset="|".join(map(re.escape, BEIR_SETS)),
+        conda:
+            "../../environment.yml"
+        params:
+            data=DATA_SHARED,
+            split=lambda wildcards: BEIR_SETS[wildcards.dataset].get("split", "test"),
+            model_paths=MODEL_PATHS["tokenizer"],
+            allow_downloads=config["allow_downloads"],
+        script:
+            "../scripts/data_build_beir.py"
+
+
 rule build_paq:
     input:
         metadata=DATA["paq"]["metadata"],
         passages=DATA["paq"]["passages"],
     output:
+        **L.beir_files("paq"),
         corpus=L.corpus("paq"),
         queries=L.queries("paq"),
         stats=L.stats("paq"),
@@ -131,6 +173,7 @@ rule rir_postprocess:
         documents=RIR_WORK / "preprocessed.jsonl",
         rewrites=RIR_WORK / "rewrites.jsonl",
     output:
+        **L.beir_files("rir"),
         corpus=L.corpus("rir"),
         queries=L.queries("rir"),
         stats=L.stats("rir"),
@@ -155,27 +198,43 @@ rule rir_postprocess:
         "../scripts/data_rir_postprocess.py"
 
 
-# Raw files, only for the URLs the config names (gunzipped on the fly, written atomically).
+# Raw files, only for the URLs the config names (gunzipped on the fly, written atomically,
+# checked against the sha256 pinned beside the URL or recorded at the first download).
 RAW_DOWNLOADS = {
     **{
-        ds: (DATA[ds]["path"], DATA[ds]["url"])
+        ds: (
+            DATA[ds]["path"],
+            DATA[ds]["url"],
+            DATA[ds].get("sha256"),
+            f"data.{ds}.sha256",
+        )
         for ds in QA_SOURCES
         if "url" in DATA[ds]
     },
     **{
-        f"{ds}_extra_{i}": (extra["path"], extra["url"])
+        f"{ds}_extra_{i}": (
+            extra["path"],
+            extra["url"],
+            extra.get("sha256"),
+            f"data.{ds}.extra_corpus[{i}].sha256",
+        )
         for ds in QA_SOURCES
         for i, extra in enumerate(DATA[ds].get("extra_corpus", []))
         if "url" in extra
     },
     **{
-        f"paq_{part}": (DATA["paq"][part], DATA["paq"][f"{part}_url"])
+        f"paq_{part}": (
+            DATA["paq"][part],
+            DATA["paq"][f"{part}_url"],
+            DATA["paq"].get(f"{part}_sha256"),
+            f"data.paq.{part}_sha256",
+        )
         for part in ("metadata", "passages")
         if f"{part}_url" in DATA["paq"]
     },
 }
 
-for _name, (_path, _url) in RAW_DOWNLOADS.items():
+for _name, (_path, _url, _sha256, _pinned_by) in RAW_DOWNLOADS.items():
 
     rule:
         name:
@@ -190,6 +249,8 @@ for _name, (_path, _url) in RAW_DOWNLOADS.items():
             "../../environment.yml"
         params:
             url=_url,
+            sha256=_sha256 or "",
+            pinned_by=_pinned_by,
         script:
             "../scripts/data_download.py"
 

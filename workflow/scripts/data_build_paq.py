@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+from data_prep.download import verify_download
 from data_prep.paq import build_paq
 from gear.hub import ModelSource
 from gear.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821
+for raw in (snakemake.input.metadata, snakemake.input.passages):  # noqa: F821
+    verify_download(raw)  # a downloaded file still has the sums its download recorded
 build_paq(
     snakemake.input.metadata,  # noqa: F821
     snakemake.input.passages,  # noqa: F821

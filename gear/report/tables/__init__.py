@@ -5,8 +5,10 @@
   holds the reproduced value, the paper's, their difference (reproduced - paper) and a mark:
   within the configured tolerance or outside it. Rows follow the paper: its row groups
   (pre-trained, retrained, GeAR), its models in its order, then the run's models that the paper
-  does not have (e.g. MiniLM in the mini benchmark) in their registry group, with no paper value.
-  A model or data set the run did not evaluate is shown as "not run", never filled in.
+  does not have (e.g. MiniLM in the mini benchmark, BM25) in their registry group, with no paper
+  value and a "beyond the paper" mark. A data set (or a result) the run did not evaluate is shown
+  as "not run", never filled in; the paper's models the run does not evaluate at all go to one
+  compact "paper only" block at the end, with the paper's values alone.
 - Tables 5-7 (:func:`build_stats_tables`): training data, retrieval test sets, localization and
   generation test sets, from ``R/data/{dataset}/stats.json`` and the training triples files.
 - The significance table (:func:`build_significance_tables`): paired bootstrap p-values of GeAR

@@ -36,7 +36,7 @@ def render_marks(marks: Sequence[str], style: str) -> str:
         return ""
     joined = ",".join(marks)
     if style == "latex":
-        return f"\\textsuperscript{{{joined}}}"
+        return f"\\textsuperscript{{{latex_escape(joined)}}}"
     if style == "html":
         return f"<sup>{esc(joined)}</sup>"
     return f"[{joined}]"
@@ -152,6 +152,37 @@ class MetricCell:
             "status": "not_run" if self.value is None else "ok",
             "notes": ";".join(self.marks),
             "flag": self.flag,
+        }
+
+
+@dataclass
+class PaperValueCell:
+    """The paper's printed value alone, for a model this run did not evaluate (the "paper only" rows)."""
+
+    paper: float | None
+    digits: int = 3
+    marks: list[str] = field(default_factory=list)
+
+    def _text(self, style: str) -> str:
+        if self.paper is None:
+            return NOT_IN_PAPER if style != "latex" else "--"
+        return f"{self.paper:.{self.digits}f}{render_marks(self.marks, style)}"
+
+    def text(self) -> str:
+        return self._text("text")
+
+    def latex(self) -> str:
+        return self._text("latex")
+
+    def html(self) -> str:
+        return f'<span class="paper">{self._text("html")}</span>'
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "reproduced": "",
+            "paper": "" if self.paper is None else f"{self.paper:.6g}",
+            "status": "paper_only",
+            "notes": ";".join(self.marks),
         }
 
 

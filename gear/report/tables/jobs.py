@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from gear.layout import dataset_tasks
 from gear.report.tables.cells import Table
 from gear.report.tables.metric_tables import build_metric_table
 from gear.report.tables.paper import PAPER_NUMBERS, PaperNumbers
@@ -107,9 +108,21 @@ def make_significance_tables(
     return tables
 
 
+def task_datasets(task: str, datasets: Sequence[str]) -> list[str]:
+    """The evaluated data sets that have ``task`` (a BEIR set has retrieval only: it is a column
+    block of Table 1 and absent from Tables 2 and 3)."""
+    return [d for d in datasets if task in dataset_tasks(d)]
+
+
 def task_inputs(task: str, models: Sequence, datasets: Sequence[str], layout) -> list[Path]:
-    """Result JSONs a task's table reads: every model having the task, on every evaluated data set."""
-    return [layout.eval_json(m.name, d, task) for m in models if task in m.tasks for d in datasets]
+    """Result JSONs a task's table reads: every model having the task, on every evaluated data set
+    having it (:func:`task_datasets`)."""
+    return [
+        layout.eval_json(m.name, d, task)
+        for m in models
+        if task in m.tasks
+        for d in task_datasets(task, datasets)
+    ]
 
 
 def task_models(task: str, models: Sequence) -> list[tuple[str, str]]:
@@ -118,5 +131,5 @@ def task_models(task: str, models: Sequence) -> list[tuple[str, str]]:
 
 
 def task_metric_names(task: str, datasets: Sequence[str], evaluate_cfg: Mapping) -> dict[str, list[str]]:
-    """Data set -> the metric names of a task (:func:`task_metrics`)."""
-    return {d: task_metrics(task, d, evaluate_cfg) for d in datasets}
+    """Data set -> the metric names of a task (:func:`task_metrics`), for the data sets having it."""
+    return {d: task_metrics(task, d, evaluate_cfg) for d in task_datasets(task, datasets)}

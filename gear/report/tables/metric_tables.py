@@ -5,18 +5,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gear.report.tables.cells import Cell, Column, MetricCell, Row, Table, footnote_marks, used_footnotes
+from gear.report.tables.cells import (
+    Cell,
+    Column,
+    MetricCell,
+    PaperValueCell,
+    Row,
+    Table,
+    footnote_marks,
+    used_footnotes,
+)
 from gear.report.tables.paper import PaperNumbers
 from gear.report.tables.results import metric_ci, metric_value, ordered_datasets
 from gear.report.tables.text import (
     AT_LENGTH,
+    BEYOND_PAPER_MARK,
+    BEYOND_PAPER_NOTE,
     MARK_OUTSIDE,
     MARK_WITHIN,
     MINUS,
     NOT_IN_PAPER,
     NOT_RUN,
+    PAPER_ONLY_GROUP,
+    PAPER_ONLY_LABEL,
     REFERENCE_GROUP,
     REFERENCE_ROWS,
+    SUITE_GROUP_LABELS,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -115,13 +129,20 @@ def _model_cell(
     )
 
 
-def _metric_legend(scale: float, tolerance: float, show_ci: bool, with_references: bool) -> str:
+def _metric_legend(
+    scale: float, tolerance: float, show_ci: bool, with_references: bool, with_paper_only: bool = False
+) -> str:
     """The text under a metric table: how to read a cell, and the reference rows where present."""
     unit = "points (0-100)" if scale == 100 else "fractions (0-1)"
     return (
         f"Each cell: reproduced / paper (reproduced {MINUS} paper) and {MARK_WITHIN} when the difference is within "
         f"±{tolerance:g}, {MARK_OUTSIDE} outside; values in {unit}. '{NOT_RUN}': not evaluated by this run; "
         f"'{NOT_IN_PAPER}': not in the paper."
+        + (
+            " Paper only: the paper's models this run does not evaluate, with the paper's values alone."
+            if with_paper_only
+            else ""
+        )
         + (" Brackets: the 95% bootstrap confidence interval." if show_ci else "")
         + (
             f" Reference rows: on the same queries as GeAR, the ranking uniform cross-attention gives "
@@ -158,8 +179,10 @@ def build_metric_table(
         show_ci: print each reproduced value's confidence interval.
 
     Returns:
-        The table: rows in the paper's groups and order, then the run's other models in their
-        group; columns data set x metric, the run's metrics first, then any the paper prints that
+        The table: the run's rows in the paper's groups and order, then the run's other models
+        in their group, marked beyond the paper; the trivial references (Table 2); last, one
+        "paper only" block of the paper's models the run does not evaluate, with the paper's
+        values alone; columns data set x metric, the run's metrics first, then any the paper prints that
         the run did not compute (e.g. with another ``k``).
     """
     scale = paper.scale(table)
@@ -170,9 +193,13 @@ def build_metric_table(
     rows_spec, group_order = _row_order(paper, table, run_models)
     columns = _metric_columns(paper, table, metrics)
 
+    run_names = {name for name, _ in run_models}
+    paper_names = {name for name, _ in paper.models(table)}
     used: set[str] = set()
     rows = []
     for name, group in rows_spec:
+        if name not in run_names:
+            continue  # the paper's model this run does not evaluate: the paper-only block below
         cells: list[Cell] = []
         for column in columns:
             dataset, metric = dict(column.keys)["dataset"], dict(column.keys)["metric"]
@@ -182,6 +209,8 @@ def build_metric_table(
             used.update(cell.marks)
             cells.append(cell)
         row_marks = frame.row_marks(name)
+        if name not in paper_names:
+            row_marks = [*row_marks, BEYOND_PAPER_MARK]
         used.update(row_marks)
         rows.append(Row(name, cells, group, (("model", name),), row_marks))
 
@@ -189,6 +218,17 @@ def build_metric_table(
     if reference_rows:
         rows += reference_rows
         group_order.append(REFERENCE_GROUP)
+    paper_only = _paper_only_rows(frame, [name for name, _ in rows_spec if name not in run_names], columns)
+    for row in paper_only:
+        used.update(row.marks)
+        for cell in row.cells:
+            used.update(cell.marks)
+    if paper_only:
+        rows += paper_only
+        group_order.append(PAPER_ONLY_GROUP)
+    footnotes = used_footnotes(notes, mark_of, used)
+    if BEYOND_PAPER_MARK in used:
+        footnotes.insert(0, (BEYOND_PAPER_MARK, BEYOND_PAPER_NOTE))
 
     return Table(
         key=table,
@@ -196,13 +236,34 @@ def build_metric_table(
         corner="Model",
         columns=columns,
         rows=rows,
-        group_labels={
-            g: "Trivial references (same queries as GeAR)" if g == REFERENCE_GROUP else paper.group_label(g)
-            for g in group_order
-        },
-        legend=_metric_legend(scale, tolerance, show_ci, bool(reference_rows)),
-        footnotes=used_footnotes(notes, mark_of, used),
+        group_labels={g: _group_label(paper, g) for g in group_order},
+        legend=_metric_legend(scale, tolerance, show_ci, bool(reference_rows), bool(paper_only)),
+        footnotes=footnotes,
     )
+
+
+def _group_label(paper: PaperNumbers, group: str) -> str:
+    if group == REFERENCE_GROUP:
+        return "Trivial references (same queries as GeAR)"
+    if group == PAPER_ONLY_GROUP:
+        return PAPER_ONLY_LABEL
+    if group in paper.group_labels:
+        return paper.group_label(group)
+    return SUITE_GROUP_LABELS.get(group, paper.group_label(group))
+
+
+def _paper_only_rows(frame: _TableFrame, names: Sequence[str], columns: Sequence[Column]) -> list[Row]:
+    """The paper's models this run does not evaluate, in one block at the end: each with the
+    paper's printed values alone (no "not run" beside each), so that they do not bury the run's rows."""
+    rows = []
+    for name in names:
+        cells: list[Cell] = []
+        for column in columns:
+            dataset, metric = dict(column.keys)["dataset"], dict(column.keys)["metric"]
+            value = frame.paper.value(frame.table, name, dataset, metric)
+            cells.append(PaperValueCell(value, frame.digits, frame.cell_marks(name, dataset, metric)))
+        rows.append(Row(name, cells, PAPER_ONLY_GROUP, (("model", name),), frame.row_marks(name)))
+    return rows
 
 
 def _reference_value(result: dict, reference: str, metric: str) -> float | None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from gear.io import DataFormatError, read_json, require_fields
-from gear.layout import QA_DATASETS
+from gear.layout import QA_DATASETS, dataset_tasks, is_beir
 from gear.report.tables.cells import Cell, Column, CountCell, Row, Table, footnote_marks, used_footnotes
 from gear.report.tables.paper import PaperNumbers
 from gear.report.tables.results import ordered_datasets
@@ -95,7 +95,7 @@ def build_stats_tables(
     )
 
     datasets = ordered_datasets(paper.datasets, stats)
-    group_labels = {"qa": "QA", "rir": "RIR"}
+    group_labels = {"qa": "QA", "rir": "RIR", "beir": "BEIR (config data.beir; beyond the paper)"}
     for key, quantities in (
         ("table_6", [("documents", "Documents"), ("queries", "Queries")]),
         (
@@ -112,6 +112,8 @@ def build_stats_tables(
         columns = [Column(label, None, (("quantity", q),)) for q, label in quantities]
         rows = []
         for dataset in datasets:
+            if key == "table_7" and "localization" not in dataset_tasks(dataset):
+                continue  # a BEIR set has no localization or generation queries
             record = stats.get(dataset)
             cells: list[Cell] = []
             for quantity, _ in quantities:
@@ -132,7 +134,7 @@ def build_stats_tables(
                 if n.metric is None and n.id in mark_of and n.matches(key, None, dataset)
             ]
             used.update(row_marks)
-            group = "qa" if dataset in QA_DATASETS else "rir"
+            group = "qa" if dataset in QA_DATASETS else "beir" if is_beir(dataset) else "rir"
             rows.append(Row(paper.dataset_label(dataset), cells, group, (("dataset", dataset),), row_marks))
         tables.append(
             Table(

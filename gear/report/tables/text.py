@@ -16,6 +16,14 @@ REFERENCE_ROWS = {
     "unit_length": "unit length (uniform attention)",
     "random": "random ranking",
 }
+#: row group of the paper's models this run did not evaluate: their printed values, compactly
+PAPER_ONLY_GROUP = "paper_only"
+PAPER_ONLY_LABEL = "Paper only (not run here): the paper's values"
+#: mark on the rows of models the paper does not have (a new model, MiniLM, BM25)
+BEYOND_PAPER_MARK = "†"
+BEYOND_PAPER_NOTE = "beyond the paper: a model the paper does not evaluate (no paper value to compare)."
+#: labels of the row groups the suite adds to the paper's (registry ``group``)
+SUITE_GROUP_LABELS = {"lexical": "Lexical retrieval (beyond the paper)"}
 MINUS = "−"  # typographic minus for text and HTML; CSV keeps ASCII numbers
 
 # Paper tables with results; their rows are models.
@@ -43,6 +51,7 @@ LATEX_SPECIALS = {
     "—": "--",
     "−": "$-$",
     "±": r"$\pm$",
+    "†": r"\dag{}",
     "✓": r"$\surd$",
     "✗": r"$\times$",
 }

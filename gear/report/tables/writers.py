@@ -100,7 +100,7 @@ def to_latex(table: Table) -> str:
     lines += ["\\bottomrule", "\\end{tabular}"]
     notes = [latex_escape(table.legend)] if table.legend else []
     notes += [
-        (f"\\textsuperscript{{{mark}}}~" if mark else "") + latex_escape(text)
+        (f"\\textsuperscript{{{latex_escape(mark)}}}~" if mark else "") + latex_escape(text)
         for mark, text in table.footnotes
     ]
     if notes:

@@ -33,6 +33,8 @@ from gear.tools.bench.common import (
     release_memory,
 )
 from gear.tools.bench.encode import bench_encode, build_mini_corpora, length_mix, load_corpus_texts
+from gear.tools.bench.gpucheck import add_parser as add_gpu_check
+from gear.tools.bench.gpucheck import prepare_carry, run_gpu_check
 from gear.tools.bench.search import bench_search
 from gear.tools.bench.train import bench_train
 from gear.tools.bench.workflow import summarise_workflow, workflow_markdown
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(every)
     _add_search(every)
     _add_workflow(every, with_results=False)
+    add_gpu_check(commands)
     return parser
 
 
@@ -342,12 +345,22 @@ def main(argv: list[str] | None = None) -> list[BenchResult]:
     if args.command == "run":
         _run_command(args)
         return []
+    if args.command == "gpu-check":
+        if args.prepare_carry:
+            prepare_carry(args.prepare_carry, args.squad)
+        else:
+            args.argv = argv
+            run_gpu_check(args)
+        return []
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     if args.command in ("search", "all"):
-        import faiss
-
-        faiss.omp_set_num_threads(args.threads)
+        try:
+            import faiss
+        except ImportError:  # a CUDA machine without FAISS: the suite searches with its torch backend
+            faiss = None
+        if faiss is not None:
+            faiss.omp_set_num_threads(args.threads)
     device = torch.device(args.device or default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device (CPU-only torch build or no GPU)")

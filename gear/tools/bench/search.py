@@ -139,7 +139,7 @@ def _search_suite(
             )
         gpu = chosen.gpu
         started = time.perf_counter()
-        index = search_module._flat_index([corpus], dim, gpu)
+        index = search_module._flat_index([corpus], dim, gpu, chosen.gpu_index)
         build_s = time.perf_counter() - started
         search_module._search_index(index, queries[:64], depth, settings.query_batch_size)  # warm-up
         started = time.perf_counter()
