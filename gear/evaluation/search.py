@@ -235,10 +235,14 @@ def resolve_backend(settings: SearchSettings) -> SearchBackend:
 
 def _faiss_backend(settings: SearchSettings) -> SearchBackend:
     """``backend="faiss"``: on the GPU when ``use_gpu`` says so, when ``device`` is CUDA, or (both
-    None) when FAISS has a GPU; a CUDA ``device`` picks which GPU."""
-    import torch
+    None) when FAISS has a GPU; a CUDA ``device`` picks which GPU. torch is imported only to read
+    a ``device``: a CPU search needs none of its memory (a process under a memory limit, such as
+    a shard-by-shard search, cannot afford it)."""
+    device = None
+    if settings.device is not None:
+        import torch
 
-    device = torch.device(settings.device) if settings.device is not None else None
+        device = torch.device(settings.device)
     on_cuda = device is not None and device.type == "cuda"
     if on_cuda and settings.use_gpu is False:
         raise ValueError(

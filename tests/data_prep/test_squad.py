@@ -196,6 +196,7 @@ def test_repeated_question_is_counted_and_empty_input_fails(tmp_path, data_cfg):
         build_squad(write(tmp_path / "empty.json", empty), tmp_path / "out", data_cfg)
     assert (tmp_path / "out" / "queries.jsonl").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "beir",
         "corpus.jsonl",
         "queries.jsonl",
         "stats.json",

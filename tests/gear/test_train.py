@@ -84,8 +84,8 @@ def tiny_module(tiny_bert_path, train_cfg: dict, lm_loss=True, dropout=0.0, with
             config_from_bert(bert_cfg, 30522, 102, cross_attention_dropout_prob=0.0, **overrides)
         )
         tokenizer = None
-        load_bert_weights(model, tensors)
-        initialise_cross_attention(model, CrossAttentionInit())
+        report = load_bert_weights(model, tensors)
+        initialise_cross_attention(model, CrossAttentionInit(), report.newly_initialised)
     _, train = read_sections(
         {
             "seed": 0,
