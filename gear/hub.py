@@ -82,7 +82,7 @@ def downloads_possible(allow_downloads: bool) -> bool:
     return allow_downloads and not offline
 
 
-def _looks_like_a_path(name: str) -> bool:
+def looks_like_a_path(name: str) -> bool:
     """A name no hub id can be: absolute, relative (./, ../, ~) or with more than one slash
     (hub ids are ``name`` or ``owner/name``)."""
     return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name
@@ -119,7 +119,7 @@ def resolve_model(
         if not (local / "config.json").is_file():
             raise ModelUnavailableError(f"model folder {name!r} holds no config.json")
         return str(local)
-    if _looks_like_a_path(name):
+    if looks_like_a_path(name):
         raise ModelUnavailableError(
             f"model folder {name!r} does not exist (a local path, not a hub id): check the path, or "
             "save the model there with save_pretrained"

@@ -1,6 +1,6 @@
 """The ``gear`` command: ``gear predict`` runs a trained GeAR on one's own documents.
 
-``gear predict --model DIR --documents FILE --query TEXT [--query TEXT ...] [--queries FILE]``
+``gear predict --model DIR|HUB_ID --documents FILE --query TEXT [--query TEXT ...] [--queries FILE]``
 retrieves the ``--k`` best documents per query, localizes each (its sentences ranked by the
 fusion encoder's cross-attention at the layer the model recorded, and its heaviest tokens) and
 generates the decoder's text for it, through :class:`gear.inference.trained.TrainedGear` (the
@@ -34,6 +34,7 @@ from typing import TextIO
 from tqdm.auto import tqdm
 
 from gear.config import ConfigError
+from gear.hub import ModelUnavailableError
 from gear.inference.trained import TrainedGear
 from gear.io import DataFormatError, iter_jsonl
 
@@ -200,7 +201,12 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--model", required=True, help="a trained GeAR folder, e.g. R/models/GeAR/qar/model")
+    run.add_argument(
+        "--model",
+        required=True,
+        help="a trained GeAR folder (e.g. R/models/GeAR/qar/model) or the hub id of a published one",
+    )
+    run.add_argument("--revision", default=None, help="hub revision of a --model hub id (default: main)")
     run.add_argument(
         "--documents", required=True, help="documents: .jsonl with id and text, or .txt with one per line"
     )
@@ -227,8 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         if not queries:
             parser.error("give at least one --query or a --queries file")
         documents = read_documents(args.documents)
-        model = TrainedGear(args.model, device=args.device)
-    except (InputError, DataFormatError, ConfigError, FileNotFoundError, ValueError) as err:
+        model = TrainedGear(args.model, device=args.device, revision=args.revision)
+    except (
+        InputError,
+        DataFormatError,
+        ConfigError,
+        FileNotFoundError,
+        ValueError,
+        ModelUnavailableError,
+    ) as err:
         print(f"gear predict: error: {err}", file=sys.stderr)
         return 2
     records = predict(

@@ -22,7 +22,7 @@ from torch import Tensor
 from gear.encoding import TextEncoder, length_sorted_order
 from gear.hub import default_device
 from gear.io import file_sha256
-from gear.model.modeling import WEIGHTS_NAME, GearModel
+from gear.model.modeling import WEIGHTS_NAME, GearModel, gear_model_folder
 from gear.model.tokens import (
     DOCUMENT_PAD_MULTIPLE,
     TEXT_PAD_MULTIPLE,
@@ -35,10 +35,14 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def load_gear(model_dir: str | Path, device: str | None = None) -> tuple[GearModel, Any]:
-    """Load a saved GeAR folder (model in eval mode on ``device``, default CUDA when present) and its tokenizer."""
+def load_gear(
+    model_dir: str | Path, device: str | None = None, revision: str | None = None
+) -> tuple[GearModel, Any]:
+    """Load a saved GeAR folder, or a hub id at ``revision`` (:func:`gear_model_folder`): the model
+    in eval mode on ``device`` (default CUDA when present) and its tokenizer."""
     from transformers import AutoTokenizer
 
+    model_dir = gear_model_folder(model_dir, revision)
     model = GearModel.from_pretrained(
         model_dir, device=torch.device(device if device is not None else default_device())
     )
@@ -260,9 +264,9 @@ class GearEncoder(TextEncoder):
     def __init__(
         self, model_dir: str | Path, name: str = "GeAR", device: str | None = None, prefetch: bool = True
     ):
-        self.model_dir = Path(model_dir)
+        self.model_dir = gear_model_folder(model_dir)  # a hub id: its folder in the HF cache
         self.name = name
-        self.model, self.tokenizer = load_gear(model_dir, device)
+        self.model, self.tokenizer = load_gear(self.model_dir, device)
         self.device = next(self.model.parameters()).device
         self.prefetch = prefetch
         self._fingerprint: str | None = None

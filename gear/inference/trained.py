@@ -46,6 +46,7 @@ from gear.config import ConfigError, dataclass_from_mapping
 from gear.inference.encoder import GearEncoder
 from gear.inference.generation import generate as generate_texts
 from gear.inference.localization import LocalizationConfig, scores_of_units, token_weights
+from gear.model.modeling import gear_model_folder
 
 #: the run's ``gear`` config section, saved beside the weights by the trainer
 GEAR_CONFIG_NAME = "gear_config.json"
@@ -140,10 +141,13 @@ class TrainedGear:
     """A trained GeAR loaded once: retrieval, localization and generation on any text.
 
     Args:
-        folder: a GeAR model folder (``R/models/{model}/{scenario}/model``).
+        folder: a GeAR model folder (``R/models/{model}/{scenario}/model``), or the hub id of one
+            that :meth:`GearModel.push_to_hub` published (read from the Hugging Face cache, or
+            downloaded there when the hub is reachable).
         device: "cpu", "cuda", "cuda:1"; None picks CUDA when present.
         localization: overrides the folder's recorded localization settings (needed for epoch
             checkpoints, which have none).
+        revision: the hub revision of a hub id (None: the default branch).
 
     Attributes:
         encoder: the :class:`GearEncoder` (a ``TextEncoder``) holding the model and tokenizer.
@@ -155,10 +159,9 @@ class TrainedGear:
         folder: str | Path,
         device: str | None = None,
         localization: LocalizationConfig | None = None,
+        revision: str | None = None,
     ):
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise FileNotFoundError(f"{self.folder}: no such model folder")
+        self.folder = gear_model_folder(folder, revision)
         self.encoder = GearEncoder(self.folder, device=device)  # first: a folder that is no model says so
         self.localization = localization if localization is not None else read_localization(self.folder)
         self.model, self.tokenizer = self.encoder.model, self.encoder.tokenizer
@@ -266,6 +269,21 @@ class TrainedGear:
         )
 
     # -- generation -------------------------------------------------------------------------
+    def push_to_hub(
+        self, repo_id: str, private: bool | None = None, commit_message: str = "Upload GeAR model"
+    ) -> str:
+        """Publish the whole trained folder (weights, tokenizer, ``gear_config.json`` with the
+        localization it records, the model card and the sentence-transformers export) to the
+        Hugging Face hub in one commit, creating ``repo_id`` when missing; ``gear.load(repo_id)``
+        and ``gear predict --model repo_id`` then load it anywhere. Needs network and a token
+        (``huggingface-cli login`` or ``HF_TOKEN``). Returns the commit's URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(self.folder), commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))
+
     def generate(
         self,
         query: str | Sequence[str],
@@ -298,7 +316,10 @@ class TrainedGear:
 
 
 def load(
-    folder: str | Path, device: str | None = None, localization: LocalizationConfig | None = None
+    folder: str | Path,
+    device: str | None = None,
+    localization: LocalizationConfig | None = None,
+    revision: str | None = None,
 ) -> TrainedGear:
-    """Load a trained GeAR folder once (see :class:`TrainedGear`); ``gear.load`` is this function."""
-    return TrainedGear(folder, device=device, localization=localization)
+    """Load a trained GeAR folder or hub id once (see :class:`TrainedGear`); ``gear.load`` is this function."""
+    return TrainedGear(folder, device=device, localization=localization, revision=revision)

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gear.hub import looks_like_a_path
+
 #: the card's file name (the Hugging Face hub shows it as the model page)
 CARD_NAME = "README.md"
 
@@ -39,7 +41,7 @@ class ModelCard:
 
     def render(self) -> str:
         front = {"library_name": self.library_name, "tags": list(self.tags)}
-        if not _looks_like_a_path(self.base_model):
+        if not looks_like_a_path(self.base_model):
             front["base_model"] = self.base_model
         lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", ""]
         lines += [f"# {self.title}", "", self.summary, "", f"**Base model:** `{self.base_model}`", ""]
@@ -60,10 +62,6 @@ class ModelCard:
         path = Path(folder) / CARD_NAME
         path.write_text(self.render(), encoding="utf-8")
         return path
-
-
-def _looks_like_a_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or Path(name).is_absolute() or name.count("/") > 1
 
 
 def _value(value: object) -> str:

@@ -625,12 +625,48 @@ class GearModel(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(str(folder))
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        tokenizer: Any | None = None,
+        private: bool | None = None,
+        commit_message: str = "Upload GeAR model",
+        extra_files: Sequence[str | Path] = (),
+    ) -> str:
+        """Publish the model on the Hugging Face hub: the :meth:`save_pretrained` folder (weights,
+        ``gear_config.json``, the tokenizer when given) plus ``extra_files`` (e.g. the trained
+        folder's ``README.md`` model card and sentence-transformers files), uploaded in one
+        commit to ``repo_id`` (created when missing). Needs network and a token
+        (``huggingface-cli login`` or ``HF_TOKEN``). Returns the commit's URL."""
+        import shutil
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        with tempfile.TemporaryDirectory(prefix="gear_push_") as staging:
+            self.save_pretrained(staging, tokenizer)
+            for extra in extra_files:
+                extra = Path(extra)
+                if extra.is_dir():
+                    shutil.copytree(extra, Path(staging) / extra.name, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(extra, Path(staging) / extra.name)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))
+
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device | None = None) -> GearModel:
-        """Load a folder written by :meth:`save_pretrained` (weights checked strictly)."""
+    def from_pretrained(
+        cls, folder: str | Path, device: str | torch.device | None = None, revision: str | None = None
+    ) -> GearModel:
+        """Load a folder written by :meth:`save_pretrained` (weights checked strictly), or a hub
+        id (``org/name``, at ``revision``) whose files :meth:`push_to_hub` uploaded: it is read
+        from the Hugging Face cache, or downloaded there when the hub is reachable
+        (:func:`gear_model_folder`)."""
         from safetensors.torch import load_file
 
-        folder = Path(folder)
+        folder = gear_model_folder(folder, revision)
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():
@@ -646,6 +682,29 @@ class GearModel(nn.Module):
         except RuntimeError as err:
             raise ValueError(f"{weights_path}: weights do not match {config_path}: {err}") from err
         return model.eval()
+
+
+def gear_model_folder(name: str | Path, revision: str | None = None) -> Path:
+    """The local folder of a GeAR model given as a folder or as a hub id.
+
+    A hub id is looked up in the Hugging Face cache at ``revision`` and downloaded there when
+    the hub is reachable (``HF_HUB_OFFLINE`` unset); offline and not cached, the error names the
+    ways to provide it (:func:`gear.hub.resolve_model`).
+
+    Raises:
+        FileNotFoundError: ``name`` is a path (no hub id can be) and no folder.
+        gear.hub.ModelUnavailableError: a hub id that is neither cached nor downloadable.
+    """
+    from gear.hub import local_model_folder, looks_like_a_path, resolve_model
+
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if looks_like_a_path(str(name)) or not str(name).strip():
+        raise FileNotFoundError(f"{name}: no such model folder")
+    return Path(
+        local_model_folder(resolve_model(str(name), allow_downloads=True, revision=revision), revision)
+    )
 
 
 def parameter_breakdown(model: GearModel) -> dict[str, int]:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -128,3 +129,113 @@ def test_predict_command_errors_name_the_file_and_line(tmp_path, trained_tiny_ge
     docs.write_text('{"id": "a", "text": "Fine."}\n', encoding="utf-8")
     assert main(["predict", "--model", str(tmp_path), "--documents", str(docs), "--query", "q"]) == 2
     assert f"{tmp_path}/config.json: missing" in capsys.readouterr().err
+
+
+class _RecordingHub:
+    """Stands in for ``huggingface_hub.HfApi`` (no hub is reachable here): keeps what
+    ``GearModel.push_to_hub`` creates and uploads, so the test can lay it out as a download."""
+
+    uploads: ClassVar[list[tuple[str, Path]]] = []
+    remote: Path
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        assert exist_ok
+        return repo_id
+
+    def upload_folder(self, repo_id, folder_path, commit_message):
+        import shutil
+
+        shutil.copytree(folder_path, _RecordingHub.remote, dirs_exist_ok=True)
+        _RecordingHub.uploads.append((repo_id, Path(folder_path)))
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+def _as_hub_cache(cache: Path, repo_id: str, files: Path, commit: str = "a" * 40) -> None:
+    """``files`` laid out as huggingface_hub's cache holds a downloaded repository at ``main``."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(files, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_push_to_hub_then_load_by_hub_id(tmp_path, monkeypatch, trained, trained_tiny_gear):
+    """The usual hub round trip: ``TrainedGear.push_to_hub`` uploads the trained folder (what
+    ``from_pretrained`` and ``gear.load`` read, the card, the sentence-transformers export), and a hub id loads from the Hugging Face cache (offline here) through
+    ``GearModel.from_pretrained``, ``gear.load`` and ``gear predict --model ID``, giving the
+    same retrieval as the folder; an id neither cached nor downloadable fails clearly."""
+    import huggingface_hub
+
+    from gear.model.modeling import GearModel
+
+    _RecordingHub.remote, _RecordingHub.uploads = tmp_path / "remote", []
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingHub)
+    url = trained.push_to_hub("me/tiny-gear")
+    assert url.endswith("/commit/0") and _RecordingHub.uploads == [("me/tiny-gear", trained_tiny_gear)]
+    uploaded = {p.name for p in _RecordingHub.remote.iterdir()}
+    wanted = {
+        "config.json",
+        "gear_config.json",
+        "model.safetensors",
+        "README.md",
+        "tokenizer.json",
+        "modules.json",
+    }
+    assert wanted <= uploaded
+    # The bare model publishes what GearModel.from_pretrained reads, through a staging folder.
+    _RecordingHub.remote, _RecordingHub.uploads = tmp_path / "bare", []
+    trained.model.push_to_hub("me/bare-gear", tokenizer=trained.tokenizer)
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (tmp_path / "bare").iterdir()
+    }
+    assert not _RecordingHub.uploads[0][1].exists()  # the staging folder is gone
+
+    cache = tmp_path / "hf-cache"
+    _as_hub_cache(cache, "me/tiny-gear", tmp_path / "remote")
+    code = (
+        "import json, sys, gear\n"
+        "from gear.model.modeling import GearModel\n"
+        "model = GearModel.from_pretrained('me/tiny-gear')\n"
+        "hits = gear.load('me/tiny-gear', device='cpu').retrieve(sys.argv[1:2], json.loads(sys.argv[2]), k=3)\n"
+        "print(json.dumps([h.doc_id for h in hits[0]]))\n"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, QUERIES[0], json.dumps(DOCUMENTS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == [h.doc_id for h in trained.retrieve(QUERIES[:1], DOCUMENTS, k=3)[0]]
+    assert (
+        GearModel.from_pretrained(trained_tiny_gear).state_dict().keys() == trained.model.state_dict().keys()
+    )
+
+    docs = _write_jsonl(tmp_path / "docs.jsonl", [{"id": k, "text": v} for k, v in DOCUMENTS.items()])
+    predict = [sys.executable, "-m", "gear", "predict", "--documents", str(docs), "--query", QUERIES[0]]
+    done = subprocess.run(
+        [*predict, "--model", "me/tiny-gear", "--no-generate", "--k", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = trained.retrieve(QUERIES[:1], DOCUMENTS, k=1)[0][0].doc_id
+    assert [r["doc_id"] for r in json.loads(done.stdout)["results"]] == [best]
+    missing = subprocess.run(
+        [*predict, "--model", "me/not-published"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert missing.returncode == 2
+    assert "'me/not-published' is not available offline" in missing.stderr
+    assert "huggingface-cli download me/not-published" in missing.stderr
