@@ -327,8 +327,11 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not match"):
         GearModel.from_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="not a saved GeAR model"):
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
         GearModel.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a saved GeAR model"):
+        GearModel.from_pretrained(tmp_path / "empty")
 
 
 def test_build_from_non_bert_checkpoint_fails(tmp_path):
