@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +23,12 @@ from gear.tools.bench.encode import bench_encode, build_mini_corpora, length_mix
 from gear.tools.bench.flops import encoding_flops, gear_step_flops
 from gear.tools.bench.search import bench_search
 from gear.tools.bench.train import bench_train, random_training_batch
-from gear.tools.bench.workflow import find_snakemake_log, summarise_workflow, workflow_markdown
+from gear.tools.bench.workflow import (
+    find_snakemake_log,
+    job_startup_s,
+    summarise_workflow,
+    workflow_markdown,
+)
 
 CPU = torch.device("cpu")
 
@@ -294,6 +301,8 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
         "max_job_s": 7.0,
         "max_rss_mb": None,
         "stage": "data",
+        "startup_s": 0.0,  # these logs do not exist: start-up not measured
+        "startup_jobs": 0,
     }
     assert summary["rules"]["train_gear"]["jobs"] == 2 and summary["rules"]["train_gear"]["wall_s"] == 100.0
     assert summary["stages"]["gear"]["wall_s"] == 100.0
@@ -313,8 +322,18 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
         path = results / "benchmarks" / stage / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:04\t{rss}\t1\t1\t1\t0\t0\t50\t4.0\n")
+    # One job's log as a real script writes it: its first line is the process's start-up.
+    job_log = results / "logs" / "gear" / "GeAR_qar.log"
+    subprocess.run(
+        [sys.executable, "-c", f"from gear.logs import setup_logging; setup_logging({str(job_log)!r})"],
+        check=True,
+    )
+    startup = job_startup_s(job_log)
+    assert startup is not None and 0.0 < startup < 60.0
     summary = summarise_workflow(results, log_dir)
     assert summary["source"].startswith("benchmark files")
+    assert summary["stages"]["gear"]["startup_s"] == pytest.approx(startup)
+    assert summary["stages"]["gear"]["startup_jobs"] == 1 and summary["stages"]["data"]["startup_jobs"] == 0
     assert summary["rules"]["build_qa"]["jobs"] == 2
     assert summary["rules"]["build_qa"]["wall_s"] == pytest.approx(5.2012)
     assert summary["rules"]["build_qa"]["max_rss_mb"] == pytest.approx(812.33)
@@ -323,7 +342,8 @@ def test_workflow_summary_from_the_snakemake_log_then_benchmark_files(tmp_path):
     assert summary["stages"]["data"]["jobs"] == 3 and summary["stages"]["gear"]["jobs"] == 1
     assert summary["peak_job_rss_mb"] == pytest.approx(3260.10)
     table = workflow_markdown(summary)
-    assert "| train_gear | gear | 1 | 62 |" in table
+    assert "| train_gear | gear | 1 | 62 | " in table
+    assert f"| {startup:.0f} | {62.5 - startup:.0f} |" in table
 
     # A later run that redrew one table: the newest log, yet the other jobs keep their rules.
     redraw = f"""Building DAG of jobs...
