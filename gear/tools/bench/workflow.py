@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gear.io import DataFormatError
+from gear.logs import STARTUP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,6 @@ def read_benchmark_files(root: str | os.PathLike) -> list[dict]:
 def job_startup_s(log_file: str | os.PathLike) -> float | None:
     """The start-up seconds a job's log records on its first lines (``gear.logs.setup_logging``:
     interpreter, Snakemake's preamble and the script's imports), or None when it records none."""
-    from gear.logs import STARTUP_PREFIX
-
     try:
         with open(log_file, encoding="utf-8", errors="replace") as handle:
             for _, line in zip(range(20), handle, strict=False):
