@@ -938,6 +938,20 @@ class CrossAttentionInit:
             untrained: LM loss with the right paragraphs 16.05 against 17.50 with paragraphs
             shuffled across the batch (``identity``), 11.13 against 11.08 (``random``: the
             document does not reach the loss).
+        output_scale: the fusion encoder blocks' output projection is multiplied by this after
+            the init above (1: the attended document states arrive at full strength).
+        decoder_output_scale: the same for the decoder's blocks. At 1, from MiniLM, every target
+            position's cross-attention adds the same average of the fused states (a handful of
+            query positions, attended near uniformly) at full strength in every layer, and by the
+            third layer all positions are one vector (mean pairwise cosine 0.9999; 1.000 after
+            an epoch of SQuAD): the decoder can emit only one distribution whatever it has
+            generated (on SQuAD, [SEP] first, so every generation was empty). At 0.1 the positions
+            stay apart (last layer, untrained: 0.48 on the test's example, 0.90 on 16 SQuAD
+            answers against 1.000; after the same epoch 0.22-0.55 by layer) and
+            the decoder's distribution depends on position and on the tokens before it; the
+            tiny learnability probes learn as at 1 (exact match 1.0 on both tasks). Measured in
+            BENCHMARKS.md "Making GeAR learn"; 0 would cut the document off the decoder at
+            start.
     """
 
     values: str = "identity"
@@ -946,6 +960,8 @@ class CrossAttentionInit:
     layer_norm: str = "copy"
     dropout: float = 0.0
     lm_head: str = "identity"
+    output_scale: float = 1.0
+    decoder_output_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -960,6 +976,11 @@ class CrossAttentionInit:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gear.cross_attention_init.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("output_scale", "decoder_output_scale"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"gear.cross_attention_init.{name} must be in [0, 1], got {getattr(self, name)}"
+                )
 
 
 @torch.no_grad()
@@ -978,7 +999,10 @@ def initialise_cross_attention(
         head.bias.zero_()
     width = model.config.hidden_size
     eye = torch.eye(width)
-    for stack in (model.query_encoder, model.decoder):
+    for stack, scale in (
+        (model.query_encoder, init.output_scale),
+        (model.decoder, init.decoder_output_scale),
+    ):
         for layer in stack.layers:
             block, before = layer.cross_attention, layer.self_attention
             if block is None:
@@ -988,6 +1012,7 @@ def initialise_cross_attention(
                 block.kv.bias[width:].zero_()
                 block.output.weight.copy_(eye)
                 block.output.bias.zero_()
+            block.output.weight.mul_(scale)
             if init.query_key == "similarity":
                 block.query.weight.copy_(eye * init.similarity_scale)
                 block.kv.weight[:width].copy_(eye * init.similarity_scale)

@@ -442,3 +442,60 @@ def test_the_document_reaches_the_lm_loss_at_init_only_with_a_readout_head(minil
     assert shuffled - right > 0.3, (right, shuffled)
     right, shuffled = losses("random")
     assert abs(shuffled - right) < 0.1, (right, shuffled)
+
+
+@pytest.mark.parametrize(("decoder_output_scale", "collapsed"), [(0.1, False), (1.0, True)])
+def test_decoder_keeps_its_positions_apart_at_init(minilm_path, decoder_output_scale, collapsed):
+    """From MiniLM, untrained: with the decoder's cross-attention output at full strength
+    (``decoder_output_scale: 1``) the same average of the fused states is added at every target
+    position in every layer, and by the last layer every position is one vector (mean pairwise
+    cosine above 0.99), so the decoder can only emit one distribution (the end token first: empty
+    generations). The configured 0.1 keeps the positions apart."""
+    from gear.model.modeling import CrossAttentionInit
+
+    model, tokenizer, _ = build_from_bert(
+        minilm_path,
+        cross_attention_init=CrossAttentionInit(decoder_output_scale=decoder_output_scale),
+        max_document_tokens=128,
+    )
+    model.eval()
+    cfg = model.config
+    block = model.decoder.layers[0].cross_attention
+    assert torch.equal(block.output.weight, decoder_output_scale * torch.eye(cfg.hidden_size))
+    assert torch.equal(
+        model.query_encoder.layers[0].cross_attention.output.weight, torch.eye(cfg.hidden_size)
+    )
+    queries = tokenizer(
+        ["Who founded the dynasty?", "When was the river bridged?"], return_tensors="pt", padding=True
+    )
+    documents = tokenizer(
+        [
+            "The dynasty was founded by Kublai Khan in 1271. It ruled China for a century.",
+            "The river was first bridged in 1750. A ferry served the town before that.",
+        ],
+        return_tensors="pt",
+        padding=True,
+    )
+    target = tokenizer(
+        ["the great khan of the mongol empire"] * 2, add_special_tokens=False, return_tensors="pt"
+    )
+    inputs = torch.cat([torch.full((2, 1), cfg.decoder_start_token_id), target["input_ids"]], dim=1)
+    with torch.no_grad():
+        states = model.document_encoder(documents["input_ids"], documents["attention_mask"]).hidden_states
+        fused = model.fuse(
+            queries["input_ids"], queries["attention_mask"], states, documents["attention_mask"]
+        ).hidden_states
+        hidden = model.decoder(
+            inputs, encoder_states=fused, encoder_mask=queries["attention_mask"]
+        ).hidden_states
+    unit = torch.nn.functional.normalize(hidden, dim=-1)
+    cosines = unit @ unit.transpose(1, 2)
+    n = inputs.shape[1]
+    mean_cosine = ((cosines.sum((1, 2)) - n) / (n * n - n)).mean().item()
+    print(f"decoder_output_scale {decoder_output_scale}: mean cosine {mean_cosine:.4f}")
+    if collapsed:
+        assert mean_cosine > 0.99, mean_cosine
+    else:
+        assert mean_cosine < 0.95, mean_cosine
+    with pytest.raises(ValueError, match=r"cross_attention_init\.decoder_output_scale"):
+        CrossAttentionInit(decoder_output_scale=1.5)
