@@ -90,6 +90,7 @@ def squad_pairs(articles: list) -> tuple[list[dict], list[str], list[str]]:
                             "document": paragraph["context"],
                             "target": qa["answers"][0]["text"],
                             "answers": [a["text"] for a in qa["answers"]],
+                            "anchor": qa["answers"][0]["answer_start"],
                         }
                     )
     return triples, documents, doc_ids
@@ -121,10 +122,43 @@ def sentence_triples(articles: list, count: int, seed: int) -> list[dict]:
                             "doc_id": doc_id,
                             "document": text,
                             "target": sentence,
+                            "anchor": start,
                         }
                     )
     order = np.random.default_rng(seed).permutation(len(triples))
     return [triples[i] for i in order[:count]]
+
+
+def sentence_windows(triples: list[dict], sentences: int, seed: int) -> list[dict]:
+    """The triples with each document cut to ``sentences`` consecutive sentences that hold the
+    triple's anchor (the answer's start, or the target sentence's), the window's place drawn at
+    random (seeded); documents of no more sentences are kept whole. A training-data choice of this
+    check (``--train-window``), not of the paper: short documents make the question-dependent
+    attention the LM loss needs appear after fewer examples (BENCHMARKS.md, "longer documents"),
+    and the test documents stay whole paragraphs."""
+    splitter = SentenceSplitter()
+    rng = np.random.default_rng(seed)
+    cut = []
+    for triple in triples:
+        text = triple["document"]
+        spans = splitter.split(text)
+        if len(spans) <= sentences:
+            cut.append(triple)
+            continue
+        holding = next(
+            (i for i, (start, end) in enumerate(spans) if start <= triple["anchor"] < end), len(spans) - 1
+        )
+        low, high = max(0, holding - sentences + 1), min(holding, len(spans) - sentences)
+        first = int(rng.integers(low, high + 1))
+        start, end = spans[first][0], spans[first + sentences - 1][1]
+        cut.append(
+            {
+                **triple,
+                "doc_id": f"{triple['doc_id']}-w{first}-{sentences}",
+                "document": text[start:end].strip(),
+            }
+        )
+    return cut
 
 
 def merge_settings(base: dict, overrides: dict) -> None:
@@ -297,6 +331,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     train = [train[i] for i in np.random.default_rng(args.seed).permutation(len(train))[: args.max_train]]
     sentences = sentence_triples(train_articles, args.sentence_queries, args.seed)
     mixed = train + sentences
+    if args.train_window:
+        mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
     mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
     test, documents, doc_ids = squad_pairs(test_articles)
     triples_path = out / "train.jsonl"
@@ -425,6 +461,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="add this many RIR-style triples (keyword query of a sentence -> the sentence) built from "
         "the training articles",
+    )
+    parser.add_argument(
+        "--train-window",
+        type=int,
+        default=0,
+        help="cut each training document to this many consecutive sentences holding the answer "
+        "(0: whole paragraphs); test documents stay whole",
     )
     parser.add_argument("--gear", default="{}", help="JSON of gear keys to set (e.g. cross_attention_init)")
     parser.add_argument("--train", default="{}", help="JSON of train keys to set (e.g. optimizer)")

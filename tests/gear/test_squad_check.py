@@ -96,3 +96,32 @@ def test_merge_settings_descends_into_sections():
         "cross_attention_init": {"values": "identity", "query_key": "similarity"},
         "max_target_tokens": 16,
     }
+
+
+def test_sentence_windows_keep_the_answer_and_the_target(squad_dev_path):
+    """``--train-window K``: each training document becomes K consecutive sentences of its
+    paragraph that still hold the answer (question triples) or the target sentence (keyword
+    triples); paragraphs of at most K sentences stay whole; the cut is seeded."""
+    from data_prep.normalized import SentenceSplitter
+    from gear.tools.squad_check import sentence_triples, sentence_windows, split_squad, squad_pairs
+
+    articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
+    questions, _, _ = squad_pairs(articles)
+    triples = questions[:60] + sentence_triples(articles, 40, seed=0)
+    splitter = SentenceSplitter()
+    for k in (1, 2):
+        cut = sentence_windows(triples, k, seed=3)
+        assert cut == sentence_windows(triples, k, seed=3)
+        shortened = 0
+        for before, after in zip(triples, cut, strict=True):
+            assert after["target"] in after["document"] or any(
+                a in after["document"] for a in before.get("answers", [])
+            ), after
+            assert after["document"] in before["document"]
+            if len(splitter.split(before["document"])) > k:
+                shortened += 1
+                assert len(splitter.split(after["document"])) <= k + 1  # the splitter may split a cut anew
+                assert after["doc_id"] != before["doc_id"]
+            else:
+                assert after == before
+        assert shortened > len(triples) / 2
