@@ -937,7 +937,9 @@ class CrossAttentionInit:
             helped. Measured on 48 SQuAD dev (question, paragraph, answer) triples from MiniLM,
             untrained: LM loss with the right paragraphs 16.05 against 17.50 with paragraphs
             shuffled across the batch (``identity``), 11.13 against 11.08 (``random``: the
-            document does not reach the loss).
+            document does not reach the loss); both with ``decoder_output_scale`` 1. At its
+            0.1, on the 16 mini SQuAD triples of the test: 17.61 against 17.84 (``identity``),
+            10.88 against 10.88 (``random``).
         output_scale: the fusion encoder blocks' output projection is multiplied by this after
             the init above (1: the attended document states arrive at full strength).
         decoder_output_scale: the same for the decoder's blocks. At 1, from MiniLM, every target
@@ -961,7 +963,7 @@ class CrossAttentionInit:
     dropout: float = 0.0
     lm_head: str = "identity"
     output_scale: float = 1.0
-    decoder_output_scale: float = 1.0
+    decoder_output_scale: float = 0.1
 
     def __post_init__(self) -> None:
         for name, allowed in (

@@ -352,10 +352,11 @@ def test_cross_attention_init_from_a_checkpoint(tiny_bert_path):
         tiny_bert_path, cross_attention_init=CrossAttentionInit(query_key="self_attention")
     )
     assert model.config.extra["cross_attention_init"]["query_key"] == "self_attention"
-    for stack in (model.query_encoder, model.decoder):
+    for stack, scale in ((model.query_encoder, 1.0), (model.decoder, 0.1)):  # decoder_output_scale
         for layer in stack.layers:
             block, before = layer.cross_attention, layer.self_attention
-            assert torch.equal(block.kv.weight[width:], eye) and torch.equal(block.output.weight, eye)
+            assert torch.equal(block.kv.weight[width:], eye)
+            assert torch.equal(block.output.weight, scale * eye)
             assert torch.equal(block.layer_norm.weight, before.layer_norm.weight)
             assert torch.equal(block.query.weight, before.qkv.weight[:width])
             assert torch.equal(block.kv.weight[:width], before.qkv.weight[width : 2 * width])
@@ -439,9 +440,11 @@ def test_the_document_reaches_the_lm_loss_at_init_only_with_a_readout_head(minil
         return out[0], out[1]
 
     right, shuffled = losses("identity")
-    assert shuffled - right > 0.3, (right, shuffled)
+    print(f"identity head: right {right:.3f} shuffled {shuffled:.3f}")
+    assert shuffled - right > 0.15, (right, shuffled)
     right, shuffled = losses("random")
-    assert abs(shuffled - right) < 0.1, (right, shuffled)
+    print(f"random head: right {right:.3f} shuffled {shuffled:.3f}")
+    assert abs(shuffled - right) < 0.05, (right, shuffled)
 
 
 @pytest.mark.parametrize(("decoder_output_scale", "collapsed"), [(0.1, False), (1.0, True)])
