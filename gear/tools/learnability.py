@@ -174,7 +174,7 @@ TASKS: dict[str, Callable[[int, int], list[dict]]] = {"copy": copy_task, "senten
 
 @dataclass
 class ProbeSettings:
-    """A probe run (the defaults: the sentence task's test, about 80 s on two CPU threads)."""
+    """A probe run (the defaults: the sentence task's test, about 45 s on two CPU threads)."""
 
     task: str = "sentences"
     steps: int = 600  # optimizer steps (one epoch of steps x batch_size fresh triples)
