@@ -17,7 +17,9 @@ gives), a seeded random ranking, the mean normalised attention entropy and MiniL
 similarity on the same pairs, and the run ends with one ``squad_check summary:`` line.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
-RIR-style triples built from the training articles' sentences (keyword query -> the sentence), and
+RIR-style triples built from the training articles' sentences (keyword query -> the sentence),
+``--train-window K`` cuts each training paragraph to K sentences holding the answer (test
+paragraphs stay whole), and
 ``--gear`` / ``--train`` set config keys (JSON, merged into config/mini.yaml's sections). The defaults take about 30 minutes on
 two CPU cores; BENCHMARKS.md holds the measured per-epoch tables.
 """
