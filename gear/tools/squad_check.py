@@ -147,9 +147,9 @@ def sentence_windows(triples: list[dict], sentences: int, seed: int) -> list[dic
         if len(spans) <= sentences:
             cut.append(triple)
             continue
-        holding = next(
-            (i for i, (start, end) in enumerate(spans) if start <= triple["anchor"] < end), len(spans) - 1
-        )
+        # The first sentence that ends after the anchor (an anchor between two sentences goes to
+        # the next one).
+        holding = next((i for i, (_, end) in enumerate(spans) if triple["anchor"] < end), len(spans) - 1)
         low, high = max(0, holding - sentences + 1), min(holding, len(spans) - sentences)
         first = int(rng.integers(low, high + 1))
         start, end = spans[first][0], spans[first + sentences - 1][1]
