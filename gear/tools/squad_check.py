@@ -138,6 +138,10 @@ def sentence_windows(triples: list[dict], sentences: int, seed: int) -> list[dic
     check (``--train-window``), not of the paper: short documents make the question-dependent
     attention the LM loss needs appear after fewer examples (BENCHMARKS.md, "longer documents"),
     and the test documents stay whole paragraphs."""
+    if sentences < 1:
+        raise ValueError(
+            f"--train-window must be at least 1 sentence (0 keeps whole paragraphs), got {sentences}"
+        )
     splitter = SentenceSplitter()
     rng = np.random.default_rng(seed)
     cut = []
@@ -333,7 +337,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     train = [train[i] for i in np.random.default_rng(args.seed).permutation(len(train))[: args.max_train]]
     sentences = sentence_triples(train_articles, args.sentence_queries, args.seed)
     mixed = train + sentences
-    if args.train_window:
+    if args.train_window != 0:
         mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
     mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
     test, documents, doc_ids = squad_pairs(test_articles)

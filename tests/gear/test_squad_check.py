@@ -125,3 +125,5 @@ def test_sentence_windows_keep_the_answer_and_the_target(squad_dev_path):
             else:
                 assert after == before
         assert shortened > len(triples) / 2
+    with pytest.raises(ValueError, match="train-window"):
+        sentence_windows(triples, -1, seed=3)
