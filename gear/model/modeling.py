@@ -921,6 +921,10 @@ class CrossAttentionInit:
             the same checkpoint, so their states share a space); ``self_attention`` — copied from
             the same layer's pretrained self-attention query and key.
         similarity_scale: the scale of ``query_key: similarity``.
+        query_key_std: the standard deviation of ``query_key: random``'s normal init; None: BERT's
+            ``initializer_range`` (0.02). Attention logits grow with the square of it (about
+            std^2 x |h|^2 for states of norm |h|: 0.05 from MiniLM at 0.02, so attention starts
+            uniform), and so does the gradient that could move them away from uniform.
         layer_norm: ``copy`` — each block's LayerNorm starts as the one that precedes it (the
             self-attention's, pretrained), so the fusion states keep the checkpoint's scale;
             ``fresh`` — gain 1, bias 0.
@@ -959,6 +963,7 @@ class CrossAttentionInit:
     values: str = "identity"
     query_key: str = "random"
     similarity_scale: float = 1.0
+    query_key_std: float | None = None
     layer_norm: str = "copy"
     dropout: float = 0.0
     lm_head: str = "identity"
@@ -976,6 +981,10 @@ class CrossAttentionInit:
                 raise ValueError(
                     f"gear.cross_attention_init.{name}: {getattr(self, name)!r} is not one of {allowed}"
                 )
+        if self.query_key_std is not None and not self.query_key_std > 0.0:
+            raise ValueError(
+                f"gear.cross_attention_init.query_key_std must be positive or null, got {self.query_key_std}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gear.cross_attention_init.dropout must be in [0, 1), got {self.dropout}")
         for name in ("output_scale", "decoder_output_scale"):
@@ -987,11 +996,13 @@ class CrossAttentionInit:
 
 @torch.no_grad()
 def initialise_cross_attention(
-    model: GearModel, init: CrossAttentionInit, newly_initialised: Collection[str] = ()
+    model: GearModel, init: CrossAttentionInit, newly_initialised: Collection[str] = (), seed: int = 0
 ) -> None:
     """Set the new cross-attention blocks of the fusion encoder and the decoder as ``init`` says
     (after the checkpoint is loaded: ``self_attention`` and ``copy`` read its weights), and the LM
-    head's transform when it is among ``newly_initialised`` (the checkpoint had none)."""
+    head's transform when it is among ``newly_initialised`` (the checkpoint had none). ``seed``
+    seeds the draws of ``query_key_std``."""
+    generator = torch.Generator().manual_seed(seed)
     if init.lm_head == "identity" and "lm_head.dense.weight" in newly_initialised:
         head = model.lm_head
         head.dense.weight.copy_(torch.eye(model.config.hidden_size))
@@ -1020,6 +1031,9 @@ def initialise_cross_attention(
                 block.kv.weight[:width].copy_(eye * init.similarity_scale)
                 block.query.bias.zero_()
                 block.kv.bias[:width].zero_()
+            elif init.query_key == "random" and init.query_key_std is not None:
+                block.query.weight.normal_(0.0, init.query_key_std, generator=generator)
+                block.kv.weight[:width].normal_(0.0, init.query_key_std, generator=generator)
             elif init.query_key == "self_attention":
                 block.query.weight.copy_(before.qkv.weight[:width])
                 block.query.bias.copy_(before.qkv.bias[:width])
@@ -1069,6 +1083,6 @@ def build_from_bert(
     finally:
         torch.random.set_rng_state(generator_state)
     report = load_bert_weights(model, tensors)
-    initialise_cross_attention(model, init, report.newly_initialised)
+    initialise_cross_attention(model, init, report.newly_initialised, seed=seed)
     cfg.extra["cross_attention_init"] = dataclasses.asdict(init)
     return model, tokenizer, report

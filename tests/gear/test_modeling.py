@@ -372,6 +372,34 @@ def test_cross_attention_init_from_a_checkpoint(tiny_bert_path):
         CrossAttentionInit(values="zeros")
 
 
+def test_query_key_std_draws_the_random_query_and_key_at_that_scale(tiny_bert_path):
+    """query_key_std sets the std of the random query and key projections (seeded by
+    build_from_bert's seed), leaves the values and outputs as the other fields say, and must be
+    positive; None keeps BERT's 0.02."""
+    from gear.model.modeling import CrossAttentionInit
+
+    width = 32
+    wide = CrossAttentionInit(query_key_std=0.3)
+    model, _, _ = build_from_bert(tiny_bert_path, cross_attention_init=wide, seed=1)
+    again, _, _ = build_from_bert(tiny_bert_path, cross_attention_init=wide, seed=1)
+    other, _, _ = build_from_bert(tiny_bert_path, cross_attention_init=wide, seed=2)
+    default, _, _ = build_from_bert(tiny_bert_path, seed=1)
+    for stack in ("query_encoder", "decoder"):
+        block = getattr(model, stack).layers[0].cross_attention
+        assert block.query.weight.std().item() == pytest.approx(0.3, rel=0.15)
+        assert block.kv.weight[:width].std().item() == pytest.approx(0.3, rel=0.15)
+        assert torch.equal(block.kv.weight[width:], torch.eye(width))
+        assert torch.equal(block.query.weight, getattr(again, stack).layers[0].cross_attention.query.weight)
+        assert not torch.equal(
+            block.query.weight, getattr(other, stack).layers[0].cross_attention.query.weight
+        )
+        plain = getattr(default, stack).layers[0].cross_attention
+        assert plain.query.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    assert model.config.extra["cross_attention_init"]["query_key_std"] == 0.3
+    with pytest.raises(ValueError, match=r"cross_attention_init\.query_key_std"):
+        CrossAttentionInit(query_key_std=0.0)
+
+
 def test_lm_head_starts_as_a_readout_when_the_checkpoint_has_none(tiny_bert_path):
     """A checkpoint without an MLM head (tiny_bert_path is a bare BertModel, as MiniLM is) gets the
     identity transform (lm_head: identity) or BERT's random init (lm_head: random); a checkpoint
