@@ -130,6 +130,13 @@ def test_the_entry_appears_in_tables_1_and_2_of_a_mini_run(compare_run, tmp_path
 
     from gear.io import read_json
 
+    # Two of the five data sets (RIR because the epoch analysis names it) keep the run shorter:
+    # 45 s against 60 s with all five; the recipe does not depend on which.
+    config = load_yaml(compare_run.config_file)
+    config["evaluate"].update(
+        datasets=["squad", "rir"], layer_analysis=["squad"], epoch_analysis={"qar": "squad", "rir": "rir"}
+    )
+    compare_run.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "work"
     workdir.mkdir()
     for name in ("config", "data_prep"):
@@ -148,7 +155,7 @@ def test_the_entry_appears_in_tables_1_and_2_of_a_mini_run(compare_run, tmp_path
     assert "rule train_gear" not in done.stderr  # only the models the run names
 
     layout = compare_run.layout
-    for dataset in compare_run.config["evaluate"]["datasets"]:
+    for dataset in config["evaluate"]["datasets"]:
         mine = read_json(layout.eval_json(MY_MODEL, dataset, "retrieval"))
         assert mine["model"] == MY_MODEL and 0.0 <= mine["metrics"]["R@5"] <= 1.0
         assert layout.eval_json(MY_MODEL, dataset, "localization").is_file()
