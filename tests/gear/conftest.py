@@ -7,7 +7,7 @@
 - ``trained_tiny_gear``: the final model folder of a real (3-step) ``train_gear`` run of the tiny
   GeAR on ``PASSAGES``: everything the trainer writes (``gear_config.json``, the model card, the
   sentence-transformers export), for the tests of what users load.
-- ``one_thread``: run a test on one torch thread (tiny ops on shared cores); ``two_threads``: on two.
+- ``one_thread``: run a test on one torch thread (tiny ops on shared cores).
 """
 
 from __future__ import annotations
@@ -180,17 +180,6 @@ def trained_tiny_gear(tmp_path_factory, tiny_bert_path, _mini_config) -> Path:
         return train_gear(write_triples(root / "triples.jsonl"), root / "run", cfg, "GeAR", "qar")
     finally:
         torch.set_num_threads(before)
-
-
-@pytest.fixture()
-def two_threads():
-    """The learnability probes' timings (under 2 minutes each) are for two threads on two cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()
