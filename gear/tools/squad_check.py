@@ -14,7 +14,10 @@ Not a benchmark: a check of whether the training signal does on real text what t
 (the LM loss falls, the cross-attention leaves uniform and finds the answer's sentence, the
 decoder answers). Localization is printed beside the unit-length ranking (what uniform attention
 gives), a seeded random ranking, the mean normalised attention entropy and MiniLM's sentence
-similarity on the same pairs, and the run ends with one ``squad_check summary:`` line.
+similarity on the same pairs; a second table gives localization R@1 at every fusion layer, for
+the questions and for keyword queries of the test articles' sentences (RIR-style: the gold unit is
+the sentence the keywords come from), each beside its length ranking. The run ends with one
+``squad_check summary:`` line.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
 RIR-style triples built from the training articles' sentences (keyword query -> the sentence),
@@ -210,6 +213,25 @@ def localization_pairs(sample: list[dict]) -> tuple[list[str], list[str], list[l
     return out
 
 
+def keyword_localization_pairs(
+    articles: list, count: int, seed: int
+) -> tuple[list[str], list[str], list[list], list[list[int]]]:
+    """(queries, paragraphs, sentence spans, relevant sentence) of ``count`` keyword queries of the
+    sentences of ``articles`` (:func:`sentence_triples`: the RIR construction, the gold unit is the
+    sentence the keywords were taken from), keeping those whose paragraph has two or more sentences.
+    On the test articles this measures localization where the query names its sentence's words."""
+
+    splitter = SentenceSplitter()
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    for t in sentence_triples(articles, count, seed):
+        units = splitter.split(t["document"])
+        relevant = [i for i, (s, e) in enumerate(units) if t["document"][s:e].strip() == t["target"]]
+        if relevant and len(units) > 1:
+            for column, value in zip(out, (t["query"], t["document"], units, relevant), strict=True):
+                column.append(value)
+    return out
+
+
 def evaluate(
     model_dir: Path,
     test: list[dict],
@@ -218,10 +240,12 @@ def evaluate(
     generation_pairs: int,
     max_new_tokens: int,
     localization_layer: int,
+    keyword_pairs: tuple[list, list, list, list] = ([], [], [], []),
 ) -> dict[str, float]:
     """Test retrieval (exact inner-product search), cross-attention localization beside its trivial
     references (unit length: what uniform attention gives; a seeded random ranking) with the mean
-    normalised attention entropy, and generation.
+    normalised attention entropy, and generation. Localization R@1 is also given at every fusion
+    layer, for the questions and for ``keyword_pairs`` (:func:`keyword_localization_pairs`).
 
     Metrics are the suite's own (gear.evaluation.metrics).
     """
@@ -248,18 +272,46 @@ def evaluate(
             "own R@1 (siblings)",
             "EM",
         )
-        return {**result, **dict.fromkeys(keys, nan), "example": ""}
+        return {**result, **dict.fromkeys(keys, nan), "example": "", "by layer": {}}
     sample = test[:generation_pairs]
     questions, paragraphs, units, relevant = localization_pairs(sample)
+    layers = list(range(1, encoder.model.config.num_hidden_layers + 1))
     found = localize_units(
         encoder.model,
         encoder.tokenizer,
         questions,
         paragraphs,
         units,
-        layers=[localization_layer],
+        layers=layers,
         localization=LocalizationConfig(layer=localization_layer),
     )
+    by_layer = {
+        "questions": (
+            float(
+                localization_metrics(break_ties_at_random(found.uniform, seed=0), relevant, 1)["R@1"].mean()
+            ),
+            [float(localization_metrics(found.by_layer[i], relevant, 1)["R@1"].mean()) for i in layers],
+        )
+    }
+    if keyword_pairs[0]:
+        k_queries, k_paragraphs, k_units, k_relevant = keyword_pairs
+        k_found = localize_units(
+            encoder.model,
+            encoder.tokenizer,
+            k_queries,
+            k_paragraphs,
+            k_units,
+            layers=layers,
+            localization=LocalizationConfig(layer=localization_layer),
+        )
+        by_layer["keyword queries"] = (
+            float(
+                localization_metrics(break_ties_at_random(k_found.uniform, seed=0), k_relevant, 1)[
+                    "R@1"
+                ].mean()
+            ),
+            [float(localization_metrics(k_found.by_layer[i], k_relevant, 1)["R@1"].mean()) for i in layers],
+        )
     localization = localization_metrics(found.by_layer[localization_layer], relevant, 1)
     siblings, others = other_queries_scores(found.by_layer[localization_layer], paragraphs)
     own_on_siblings = localization["R@1"][siblings]
@@ -286,6 +338,7 @@ def evaluate(
         "own R@1 (siblings)": float(own_on_siblings.mean()),
         "EM": float(generation["EM"].mean()),
         "example": predictions[0],
+        "by layer": by_layer,
     }
 
 
@@ -341,6 +394,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
     mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
     test, documents, doc_ids = squad_pairs(test_articles)
+    keyword = keyword_localization_pairs(test_articles, args.generation_pairs, args.seed)
     triples_path = out / "train.jsonl"
     write_jsonl(
         triples_path,
@@ -381,6 +435,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 args.generation_pairs,
                 args.max_new_tokens,
                 layer,
+                keyword,
             ),
         }
     ]
@@ -402,6 +457,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             args.generation_pairs,
             args.max_new_tokens,
             layer,
+            keyword,
         )
         rows.append(
             {
@@ -446,6 +502,23 @@ def run(args: argparse.Namespace) -> list[dict]:
             f"{row['EM']:.3f} | {row['example']!r} |"
         )
     print(f"first test pair: {test[0]['query']!r} -> gold {test[0]['target']!r}")
+    layers = len(next((r["by layer"]["questions"][1] for r in rows if r["by layer"]), []))
+    if layers:
+        print(
+            f"\nLocalization R@1 by fusion layer (the table above uses layer {layer}): the same test questions, "
+            f"and {len(keyword[0])} keyword queries of the test articles' sentences (the RIR construction: the "
+            f"gold unit is the sentence the keywords were taken from), each beside its unit-length ranking."
+        )
+        print(
+            "| epoch | queries | length R@1 | "
+            + " | ".join(f"layer {i}" for i in range(1, layers + 1))
+            + " |"
+        )
+        print("|---|---|---|" + "---|" * layers)
+        for row in rows:
+            for name, (length_r1, values) in row["by layer"].items():
+                cells = " | ".join(f"{v:.3f}" for v in values)
+                print(f"| {row['epoch']} | {name} | {length_r1:.3f} | {cells} |")
     last = rows[-1]
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "

@@ -41,7 +41,12 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         ]
     )
     table = capsys.readouterr().out
-    rows = [line for line in table.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    rows = [
+        line
+        for line in table.splitlines()
+        if re.match(r"^\| [01] \| ", line)
+        and not re.match(r"^\| [01] \| (questions|keyword queries) \|", line)
+    ]
     assert len(rows) == 2, table
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -68,6 +73,23 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert summary.group(1) == last[5].split("/")[0].strip() and summary.group(2) == last[6], table
     assert summary.group(4) == last[10] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
+    # Localization by fusion layer (the scratch BERT has 2; the main table uses the last), for the
+    # questions and the test articles' keyword queries, each beside its length ranking.
+    by_layer = [
+        line for line in table.splitlines() if re.match(r"^\| [01] \| (questions|keyword queries) \|", line)
+    ]
+    names = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in by_layer]
+    assert names == [
+        ("0", "questions"),
+        ("0", "keyword queries"),
+        ("1", "questions"),
+        ("1", "keyword queries"),
+    ], table
+    for line, main_row in zip(by_layer[::2], rows, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == 5 and all(0 <= float(c) <= 1 for c in cells[2:]), line
+        main = [c.strip() for c in main_row.strip("|").split("|")]
+        assert cells[4] == main[5].split("/")[0].strip() and cells[2] == main[6], (line, main_row)
 
 
 def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_path):
@@ -127,3 +149,17 @@ def test_sentence_windows_keep_the_answer_and_the_target(squad_dev_path):
         assert shortened > len(triples) / 2
     with pytest.raises(ValueError, match="train-window"):
         sentence_windows(triples, -1, seed=3)
+
+
+def test_keyword_localization_pairs_point_at_the_sentence_of_their_keywords(squad_dev_path):
+    """Each keyword query's one gold unit is the sentence its keywords come from, in a paragraph of
+    two or more sentences."""
+    from gear.tools.squad_check import keyword_localization_pairs, split_squad
+
+    _, test_articles = split_squad(squad_dev_path, 3, 2, seed=0)
+    queries, paragraphs, units, relevant = keyword_localization_pairs(test_articles, 30, seed=0)
+    assert 20 <= len(queries) <= 30
+    for query, paragraph, spans, gold in zip(queries, paragraphs, units, relevant, strict=True):
+        assert len(spans) >= 2 and len(gold) == 1
+        start, end = spans[gold[0]]
+        assert all(k in paragraph[start:end] for k in query.split(", ")), (query, paragraph[start:end])
