@@ -59,3 +59,5 @@ def test_cpu_form_runs_every_part_and_writes_one_file(tmp_path):
     assert "pytest: " in text and "skipped" in text  # no CUDA here: the gpu tests skip, saying so
     assert "training: " in text and "examples/s" in text and "squad_check summary:" in text
     assert "Loss curve" in text and "| step | epoch |" in text
+    # squad_check's two tables stay apart (a blank line and its sentence between them)
+    assert "\n\nLocalization R@1 by fusion layer" in text and "| epoch | queries | length R@1 |" in text

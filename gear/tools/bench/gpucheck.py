@@ -300,11 +300,12 @@ def run_gpu_check(args: argparse.Namespace) -> Path:
             body += [f"Determinism (tests/reliability/test_determinism.py): `{found}`" if found
                      else "Determinism: no measurement printed (skipped or failed; see the skips above).", ""]  # fmt: skip
         if i == 3:
-            keep = [
-                line
-                for line in output.splitlines()
-                if line.startswith(("|", "training:", "squad_check summary"))
-            ]
+            keep = []
+            for line in output.splitlines():
+                if line.startswith(("|", "training:", "squad_check summary")):
+                    keep.append(line)
+                elif line.startswith("Localization R@1 by fusion layer"):  # its own table follows
+                    keep += ["", line, ""]
             body += [
                 *keep,
                 "",
