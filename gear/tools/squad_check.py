@@ -276,47 +276,31 @@ def evaluate(
     sample = test[:generation_pairs]
     questions, paragraphs, units, relevant = localization_pairs(sample)
     layers = list(range(1, encoder.model.config.num_hidden_layers + 1))
-    found = localize_units(
-        encoder.model,
-        encoder.tokenizer,
-        questions,
-        paragraphs,
-        units,
-        layers=layers,
-        localization=LocalizationConfig(layer=localization_layer),
-    )
-    by_layer = {
-        "questions": (
-            float(
-                localization_metrics(break_ties_at_random(found.uniform, seed=0), relevant, 1)["R@1"].mean()
-            ),
-            [float(localization_metrics(found.by_layer[i], relevant, 1)["R@1"].mean()) for i in layers],
-        )
-    }
-    if keyword_pairs[0]:
-        k_queries, k_paragraphs, k_units, k_relevant = keyword_pairs
-        k_found = localize_units(
+    by_layer: dict[str, tuple[float, list[float]]] = {}
+    for name, pairs in (
+        ("questions", (questions, paragraphs, units, relevant)),
+        ("keyword queries", keyword_pairs),
+    ):
+        if name == "keyword queries" and not pairs[0]:
+            continue
+        scored = localize_units(
             encoder.model,
             encoder.tokenizer,
-            k_queries,
-            k_paragraphs,
-            k_units,
+            *pairs[:3],
             layers=layers,
             localization=LocalizationConfig(layer=localization_layer),
         )
-        by_layer["keyword queries"] = (
-            float(
-                localization_metrics(break_ties_at_random(k_found.uniform, seed=0), k_relevant, 1)[
-                    "R@1"
-                ].mean()
-            ),
-            [float(localization_metrics(k_found.by_layer[i], k_relevant, 1)["R@1"].mean()) for i in layers],
+        if name == "questions":
+            found = scored
+        gold = pairs[3]
+        by_layer[name] = (
+            float(localization_metrics(break_ties_at_random(scored.uniform, seed=0), gold, 1)["R@1"].mean()),
+            [float(localization_metrics(scored.by_layer[i], gold, 1)["R@1"].mean()) for i in layers],
         )
     localization = localization_metrics(found.by_layer[localization_layer], relevant, 1)
     siblings, others = other_queries_scores(found.by_layer[localization_layer], paragraphs)
     own_on_siblings = localization["R@1"][siblings]
     others_r1 = localization_metrics(others, [relevant[i] for i in siblings], 1)["R@1"]
-    length = localization_metrics(break_ties_at_random(found.uniform, seed=0), relevant, 1)
     random = localization_metrics(random_unit_scores([len(u) for u in units], seed=0), relevant, 1)
     predictions = generate(
         encoder.model,
@@ -331,7 +315,7 @@ def evaluate(
         **result,
         "loc R@1": float(localization["R@1"].mean()),
         "loc M@1": float(localization["M@1"].mean()),
-        "length R@1": float(length["R@1"].mean()),
+        "length R@1": by_layer["questions"][0],
         "random R@1": float(random["R@1"].mean()),
         "entropy": float(found.entropy[localization_layer].mean()),
         "others R@1": float(others_r1.mean()),
