@@ -90,7 +90,9 @@ def test_recovers_after_transient_failures_and_limits_concurrency(tmp_path):
         assert rewrite_one(rewrite_cfg(endpoint)) == {0: "mill, Ardmore, rebuilt, 1820"}
         assert len(requests_seen(log)) == 3
     with scripted_server(tmp_path, [], after="slow", name="slow") as (endpoint, log):
-        backend = OpenAIChatBackend(rewrite_cfg(endpoint, concurrency=3))
+        # A timed-out request stays open on the server while its retry starts, so a loaded
+        # machine (a test worker beside this one) must not time out the 0.2-s answers.
+        backend = OpenAIChatBackend(rewrite_cfg(endpoint, concurrency=3, timeout_s=10))
         results: dict[int, str] = {}
         backend.rewrite([f"Sentence number {i} about mills." for i in range(9)], results.__setitem__)
         backend.close()

@@ -42,7 +42,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def done(self):
+        # The request stops counting as open before its answer is sent: once the client has the
+        # answer it may send its next request before this thread runs again.
+        with lock:
+            if self.open:
+                self.open = False
+                in_flight[0] -= 1
+
     def reply(self, code, body, headers=()):
+        self.done()
         data = body.encode()
         self.send_response(code)
         for key, value in headers:
@@ -62,14 +71,14 @@ class Handler(BaseHTTPRequestHandler):
             action = script[n - 1] if n <= len(script) else after
             in_flight[0] += 1
             in_flight[1] = max(in_flight[1], in_flight[0])
+            self.open = True
             record = {"n": n, "action": action, "sentence": sentence, "max_in_flight": in_flight[1]}
             with open(log_path, "a") as log:
                 log.write(json.dumps(record) + "\n")
         try:
             self.answer(action, sentence)
         finally:
-            with lock:
-                in_flight[0] -= 1
+            self.done()
 
     def answer(self, action, sentence):
         if action == "die":
