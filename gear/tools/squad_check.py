@@ -456,6 +456,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     minilm = localization_metrics(
         sentence_similarity_scores(resolve_model(MINILM_ID), questions, paragraphs, units), relevant, 1
     )["R@1"].mean()
+    minilm_by_queries = {"questions": minilm}
+    if keyword[0]:
+        minilm_by_queries["keyword queries"] = localization_metrics(
+            sentence_similarity_scores(resolve_model(MINILM_ID), *keyword[:3]), keyword[3], 1
+        )["R@1"].mean()
     minutes = (time.perf_counter() - started) / 60
 
     print(
@@ -491,18 +496,19 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(
             f"\nLocalization R@1 by fusion layer (the table above uses layer {layer}): the same test questions, "
             f"and {len(keyword[0])} keyword queries of the test articles' sentences (the RIR construction: the "
-            f"gold unit is the sentence the keywords were taken from), each beside its unit-length ranking."
+            f"gold unit is the sentence the keywords were taken from), each beside its unit-length ranking "
+            f"and MiniLM's sentence similarity on the same queries."
         )
         print(
-            "| epoch | queries | length R@1 | "
+            "| epoch | queries | length R@1 | MiniLM R@1 | "
             + " | ".join(f"layer {i}" for i in range(1, layers + 1))
             + " |"
         )
-        print("|---|---|---|" + "---|" * layers)
+        print("|---|---|---|---|" + "---|" * layers)
         for row in rows:
             for name, (length_r1, values) in row["by layer"].items():
                 cells = " | ".join(f"{v:.3f}" for v in values)
-                print(f"| {row['epoch']} | {name} | {length_r1:.3f} | {cells} |")
+                print(f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_by_queries[name]:.3f} | {cells} |")
     last = rows[-1]
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "

@@ -74,7 +74,8 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert summary.group(4) == last[10] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
     # Localization by fusion layer (the scratch BERT has 2; the main table uses the last), for the
-    # questions and the test articles' keyword queries, each beside its length ranking.
+    # questions and the test articles' keyword queries, each beside its length ranking and MiniLM's
+    # sentence similarity (for the questions, the summary's).
     by_layer = [
         line for line in table.splitlines() if re.match(r"^\| [01] \| (questions|keyword queries) \|", line)
     ]
@@ -87,9 +88,12 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     ], table
     for line, main_row in zip(by_layer[::2], rows, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert len(cells) == 5 and all(0 <= float(c) <= 1 for c in cells[2:]), line
+        assert len(cells) == 6 and all(0 <= float(c) <= 1 for c in cells[2:]), line
         main = [c.strip() for c in main_row.strip("|").split("|")]
-        assert cells[4] == main[5].split("/")[0].strip() and cells[2] == main[6], (line, main_row)
+        assert cells[5] == main[5].split("/")[0].strip() and cells[2] == main[6], (line, main_row)
+        assert cells[3] == summary.group(3), (line, summary.group(0))
+    keyword_minilm = {line.split("|")[4].strip() for line in by_layer[1::2]}
+    assert len(keyword_minilm) == 1 and 0 <= float(keyword_minilm.pop()) <= 1, table
 
 
 def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_path):
