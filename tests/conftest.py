@@ -22,12 +22,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def torch_threads() -> int:
+    """Torch threads for this test process: two cores (CI, laptops) shared by the xdist workers.
+
+    README's test command runs two workers (``-n 2``, files spread over them: ``--dist loadfile``
+    in pyproject.toml), so each takes one thread; a plain ``pytest`` (one process) takes two.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, os.cpu_count() or 1) // workers)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _few_threads():
-    """Keep torch to two threads: CI and laptops have two cores."""
+    """Keep torch to the cores this process has (``torch_threads``)."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(torch_threads())
     yield
 
 
@@ -64,3 +74,4 @@ def squad_dev_path() -> Path:
     if not path.is_file():
         pytest.skip(f"real SQuAD v1.1 dev set not found at {path} (../shared/data is outside the repository)")
     return path
+
