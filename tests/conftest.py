@@ -74,4 +74,3 @@ def squad_dev_path() -> Path:
     if not path.is_file():
         pytest.skip(f"real SQuAD v1.1 dev set not found at {path} (../shared/data is outside the repository)")
     return path
-

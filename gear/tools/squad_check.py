@@ -16,7 +16,8 @@ decoder answers). Localization is printed beside the unit-length ranking (what u
 gives), a seeded random ranking, the mean normalised attention entropy and MiniLM's sentence
 similarity on the same pairs; a second table gives localization R@1 at every fusion layer, for
 the questions and for keyword queries of the test articles' sentences (RIR-style: the gold unit is
-the sentence the keywords come from), each beside its length ranking. The run ends with one
+the sentence the keywords come from), each beside its length ranking and MiniLM's sentence
+similarity on the same queries. The run ends with one
 ``squad_check summary:`` line.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
@@ -453,14 +454,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(f"epoch {epoch} evaluated: {rows[-1]}", flush=True)
 
     questions, paragraphs, units, relevant = localization_pairs(test[: args.generation_pairs])
-    minilm = localization_metrics(
-        sentence_similarity_scores(resolve_model(MINILM_ID), questions, paragraphs, units), relevant, 1
-    )["R@1"].mean()
-    minilm_by_queries = {"questions": minilm}
-    if keyword[0]:
-        minilm_by_queries["keyword queries"] = localization_metrics(
-            sentence_similarity_scores(resolve_model(MINILM_ID), *keyword[:3]), keyword[3], 1
-        )["R@1"].mean()
+    minilm_path = resolve_model(MINILM_ID)
+    minilm_by_queries = {}
+    for name, pairs in (
+        ("questions", (questions, paragraphs, units, relevant)),
+        ("keyword queries", keyword),
+    ):
+        if pairs[0]:
+            scores = sentence_similarity_scores(minilm_path, *pairs[:3])
+            minilm_by_queries[name] = localization_metrics(scores, pairs[3], 1)["R@1"].mean()
+    minilm = minilm_by_queries.get("questions", float("nan"))
     minutes = (time.perf_counter() - started) / 60
 
     print(
@@ -508,7 +511,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         for row in rows:
             for name, (length_r1, values) in row["by layer"].items():
                 cells = " | ".join(f"{v:.3f}" for v in values)
-                print(f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_by_queries[name]:.3f} | {cells} |")
+                print(
+                    f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_by_queries.get(name, float('nan')):.3f} | {cells} |"
+                )
     last = rows[-1]
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "
