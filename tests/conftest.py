@@ -32,6 +32,26 @@ def torch_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1) // workers)
 
 
+#: Files started first under xdist. The chaos test is the longest single test (a workflow run
+#: and four interrupted ones, about 100 s): started last, it leaves the other worker idle at the
+#: end; started beside the other long file (the learnability probes, two processes of their own)
+#: the two slow each other down. Measured in BENCHMARKS.md ("The tests in two workers").
+FIRST_FILES = ("tests/reliability/test_chaos.py",)
+
+
+def pytest_configure(config):
+    """Under xdist, hand out files in collection order (``FIRST_FILES`` first) instead of
+    xdist's default, files with the most tests first, which leaves the one-test long files last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    first = [item for item in items if item.nodeid.split("::")[0] in FIRST_FILES]
+    if first:
+        items[:] = first + [item for item in items if item.nodeid.split("::")[0] not in FIRST_FILES]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _few_threads():
     """Keep torch to the cores this process has (``torch_threads``)."""

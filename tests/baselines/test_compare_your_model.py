@@ -121,8 +121,10 @@ def test_the_entry_builds_an_encoder_that_encodes(compare_run, minilm_reference)
 def test_the_entry_appears_in_tables_1_and_2_of_a_mini_run(compare_run, tmp_path):
     """The whole recipe through the real workflow: build the mini data, evaluate, render.
 
-    The run works in a scratch folder that links the repository's config/ and data_prep/ (the
-    config's relative paths), so nothing is written or locked in the repository.
+    The run works in a scratch folder that links the repository's data_prep/ (the config's
+    relative data paths), so nothing is written or locked in the repository; without config/
+    there, Snakemake reads the run config alone instead of merging it over config/mini.yaml (whose
+    epoch analysis names RIR).
     """
     import os
     import subprocess
@@ -137,8 +139,7 @@ def test_the_entry_appears_in_tables_1_and_2_of_a_mini_run(compare_run, tmp_path
     compare_run.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    for name in ("config", "data_prep"):
-        (workdir / name).symlink_to(REPO_ROOT / name)
+    (workdir / "data_prep").symlink_to(REPO_ROOT / "data_prep")
     snakemake = Path(sys.executable).with_name("snakemake")
     command = [str(snakemake), "--snakefile", str(REPO_ROOT / "Snakefile"), "--cores", "2"]
     done = subprocess.run(
