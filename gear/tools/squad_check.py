@@ -17,7 +17,9 @@ gives), a seeded random ranking, the mean normalised attention entropy and MiniL
 similarity on the same pairs; a second table gives localization R@1 at every fusion layer, for
 the questions and for keyword queries of the test articles' sentences (RIR-style: the gold unit is
 the sentence the keywords come from), each beside its length ranking and MiniLM's sentence
-similarity on the same queries. The run ends with one
+similarity on the same queries; a third gives what the decoder reads (:func:`document_reliance`:
+the answers' and keyword sentences' LM loss with the right paragraph, another one, and no
+query). The run ends with one
 ``squad_check summary:`` line.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
@@ -233,6 +235,78 @@ def keyword_localization_pairs(
     return out
 
 
+def other_documents(documents: list[str]) -> list[str]:
+    """For each position, the next document in the (cyclic) list whose text differs from its own:
+    a wrong paragraph for every pair, also where neighbouring pairs share one (SQuAD's questions
+    come in runs of the same paragraph). Raises ValueError if all documents are the same."""
+    if len(set(documents)) < 2:
+        raise ValueError("other_documents needs at least two different documents")
+    n = len(documents)
+    out = []
+    for i, document in enumerate(documents):
+        j = (i + 1) % n
+        while documents[j] == document:
+            j = (j + 1) % n
+        out.append(documents[j])
+    return out
+
+
+@torch.no_grad()
+def document_reliance(
+    model, tokenizer, queries: list[str], documents: list[str], targets: list[str], batch_size: int = 16
+) -> dict[str, float]:
+    """What the decoder reads: the mean per-token LM loss (nats) of ``targets`` given the right
+    documents (``right``), given another pair's document (``other document``,
+    :func:`other_documents`; NaN if all pairs share one document), and given the right document with the query left empty (``empty
+    query``). Batches are built by the trainer's own collator and scored by ``GeAR.lm_loss_sum``,
+    the loss the trainer minimises. A decoder that reads the document loses clearly more with the
+    wrong one; one that writes the target from the query alone loses more without the query."""
+    from gear.training.triples import TripleCollator
+
+    cfg = model.config
+    collate = TripleCollator(
+        tokenizer,
+        cfg.max_query_tokens,
+        cfg.max_document_tokens,
+        cfg.max_target_tokens,
+        cfg.decoder_start_token_id,
+        cfg.eos_token_id,
+    )
+    model.eval()
+    variants = {"right": (queries, documents), "empty query": ([""] * len(queries), documents)}
+    out = {"other document": float("nan")}  # stays NaN when every pair has the same paragraph
+    if len(set(documents)) > 1:
+        variants["other document"] = (queries, other_documents(documents))
+    for name, (qs, ds) in variants.items():
+        total = count = 0.0
+        for start in range(0, len(qs), batch_size):
+            rows = [
+                {"query": q, "document": d, "target": t, "doc_id": str(i)}
+                for i, (q, d, t) in enumerate(
+                    zip(
+                        qs[start : start + batch_size],
+                        ds[start : start + batch_size],
+                        targets[start : start + batch_size],
+                        strict=True,
+                    )
+                )
+            ]
+            batch = collate(rows)
+            states = model.document_encoder(batch["document_ids"], batch["document_mask"]).hidden_states
+            loss_sum, tokens = model.lm_loss_sum(
+                batch["query_ids"],
+                batch["query_mask"],
+                states,
+                batch["document_mask"],
+                batch["target_input"],
+                batch["target_labels"],
+            )
+            total += float(loss_sum)
+            count += float(tokens)
+        out[name] = total / count
+    return out
+
+
 def evaluate(
     model_dir: Path,
     test: list[dict],
@@ -273,7 +347,7 @@ def evaluate(
             "own R@1 (siblings)",
             "EM",
         )
-        return {**result, **dict.fromkeys(keys, nan), "example": "", "by layer": {}}
+        return {**result, **dict.fromkeys(keys, nan), "example": "", "by layer": {}, "reads": {}}
     sample = test[:generation_pairs]
     questions, paragraphs, units, relevant = localization_pairs(sample)
     layers = list(range(1, encoder.model.config.num_hidden_layers + 1))
@@ -312,6 +386,24 @@ def evaluate(
         batch_size=16,
     )
     generation = qa_generation_metrics(predictions, [t["answers"] for t in sample])
+    reads = {
+        "answers": document_reliance(
+            encoder.model,
+            encoder.tokenizer,
+            [t["query"] for t in sample],
+            [t["document"] for t in sample],
+            [t["target"] for t in sample],
+        )
+    }
+    if keyword_pairs[0]:
+        queries, texts, spans, gold = keyword_pairs
+        sentences = [
+            text[spans_[g[0]][0] : spans_[g[0]][1]]
+            for text, spans_, g in zip(texts, spans, gold, strict=True)
+        ]
+        reads["keyword targets"] = document_reliance(
+            encoder.model, encoder.tokenizer, queries, texts, sentences
+        )
     return {
         **result,
         "loc R@1": float(localization["R@1"].mean()),
@@ -324,6 +416,7 @@ def evaluate(
         "EM": float(generation["EM"].mean()),
         "example": predictions[0],
         "by layer": by_layer,
+        "reads": reads,
     }
 
 
@@ -513,6 +606,21 @@ def run(args: argparse.Namespace) -> list[dict]:
                 cells = " | ".join(f"{v:.3f}" for v in values)
                 print(
                     f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_by_queries.get(name, float('nan')):.3f} | {cells} |"
+                )
+    if any(row["reads"] for row in rows):
+        print(
+            "\nWhat the decoder reads: the mean LM loss per target token (nats; the trainer's loss) of the "
+            "first test questions' answers and of the keyword queries' sentences, with the right "
+            "paragraph, with another pair's paragraph, and with the right paragraph and the query left "
+            "empty. A decoder that reads the paragraph loses clearly more with the wrong one."
+        )
+        print("| epoch | targets | right paragraph | another paragraph | query empty |")
+        print("|---|---|---|---|---|")
+        for row in rows:
+            for name, losses in row["reads"].items():
+                print(
+                    f"| {row['epoch']} | {name} | {losses['right']:.3f} | {losses['other document']:.3f} | "
+                    f"{losses['empty query']:.3f} |"
                 )
     last = rows[-1]
     print(

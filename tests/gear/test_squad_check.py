@@ -45,7 +45,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         line
         for line in table.splitlines()
         if re.match(r"^\| [01] \| ", line)
-        and not re.match(r"^\| [01] \| (questions|keyword queries) \|", line)
+        and not re.match(r"^\| [01] \| (questions|keyword queries|answers|keyword targets) \|", line)
     ]
     assert len(rows) == 2, table
     for row in rows:
@@ -94,6 +94,32 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         assert cells[3] == summary.group(3), (line, summary.group(0))
     keyword_minilm = {line.split("|")[4].strip() for line in by_layer[1::2]}
     assert len(keyword_minilm) == 1 and 0 <= float(keyword_minilm.pop()) <= 1, table
+    # What the decoder reads: per epoch, the answers' and keyword sentences' LM loss with the right
+    # paragraph, another one and no query; each variant changes what the model is given.
+    reads = [
+        line for line in table.splitlines() if re.match(r"^\| [01] \| (answers|keyword targets) \|", line)
+    ]
+    names = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in reads]
+    assert names == [
+        ("0", "answers"),
+        ("0", "keyword targets"),
+        ("1", "answers"),
+        ("1", "keyword targets"),
+    ], table
+    for line in reads:
+        right, other, empty = (float(c) for c in line.strip("|").split("|")[2:])
+        assert all(0 < x < 20 for x in (right, other, empty)), line
+        assert right != other and right != empty, line
+
+
+def test_other_documents_never_give_a_pair_its_own_paragraph():
+    from gear.tools.squad_check import other_documents
+
+    documents = ["a", "a", "a", "b", "c", "c"]
+    others = other_documents(documents)
+    assert others == ["b", "b", "b", "c", "a", "a"]
+    with pytest.raises(ValueError, match="two different documents"):
+        other_documents(["a", "a"])
 
 
 def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_path):
