@@ -32,10 +32,11 @@ def torch_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1) // workers)
 
 
-#: Files started first under xdist. The chaos test is the longest single test (a workflow run
-#: and four interrupted ones, about 100 s): started last, it leaves the other worker idle at the
-#: end; started beside the other long file (the learnability probes, two processes of their own)
-#: the two slow each other down. Measured in BENCHMARKS.md ("The tests in two workers").
+#: Files started first under xdist. The chaos test is the longest single test (a workflow run,
+#: three interrupted ones and the run that finishes them, 100-145 s): started last, it leaves the
+#: other worker idle at the end; started beside the other long file (the learnability probes, two
+#: processes of their own) the two slow each other down. Measured in BENCHMARKS.md ("The tests
+#: under 6 minutes").
 FIRST_FILES = ("tests/reliability/test_chaos.py",)
 
 

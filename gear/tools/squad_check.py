@@ -257,8 +257,8 @@ def document_reliance(
 ) -> dict[str, float]:
     """What the decoder reads: the mean per-token LM loss (nats) of ``targets`` given the right
     documents (``right``), given another pair's document (``other document``,
-    :func:`other_documents`; NaN if all pairs share one document), and given the right document with the query left empty (``empty
-    query``). Batches are built by the trainer's own collator and scored by ``GeAR.lm_loss_sum``,
+    :func:`other_documents`; NaN if all pairs share one document), and given the right document
+    with the query left empty (``empty query``). Batches are built by the trainer's own collator and scored by ``GeAR.lm_loss_sum``,
     the loss the trainer minimises. A decoder that reads the document loses clearly more with the
     wrong one; one that writes the target from the query alone loses more without the query."""
     from gear.training.triples import TripleCollator

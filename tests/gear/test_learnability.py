@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 # Each probe and its control, with their settings. A probe and its control train side by side in
 # two processes of one torch thread each: on two cores a probe at one thread takes about as long
 # as at two (58 s against 56 s, BENCHMARKS.md "Faster probes"), so the pair costs one probe's time.
-# Steps, measured at two threads (BENCHMARKS.md, "The tests in two workers"): copy reaches EM
+# Steps, measured at two threads (BENCHMARKS.md, "The tests under 6 minutes"): copy reaches EM
 # 0.575 at 200 steps and 1.0 at 300; sentences EM 0.81 at 400 steps and 1.0 (R@1 0.995) at 500.
 PROBES = {
     "copy": {"task": "copy", "steps": 400},

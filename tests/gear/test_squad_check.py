@@ -8,6 +8,13 @@ import re
 import pytest
 
 
+def _labelled_rows(table: str, labels: tuple[str, ...]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The table rows of epochs 0-1 whose second cell is one of ``labels``, and their (epoch, label)."""
+    pattern = re.compile(rf"^\| [01] \| ({'|'.join(labels)}) \|")
+    rows = [line for line in table.splitlines() if pattern.match(line)]
+    return rows, [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in rows]
+
+
 @pytest.mark.slow
 def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, capsys):
     from gear.tools.squad_check import main
@@ -76,10 +83,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     # Localization by fusion layer (the scratch BERT has 2; the main table uses the last), for the
     # questions and the test articles' keyword queries, each beside its length ranking and MiniLM's
     # sentence similarity (for the questions, the summary's).
-    by_layer = [
-        line for line in table.splitlines() if re.match(r"^\| [01] \| (questions|keyword queries) \|", line)
-    ]
-    names = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in by_layer]
+    by_layer, names = _labelled_rows(table, ("questions", "keyword queries"))
     assert names == [
         ("0", "questions"),
         ("0", "keyword queries"),
@@ -96,10 +100,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert len(keyword_minilm) == 1 and 0 <= float(keyword_minilm.pop()) <= 1, table
     # What the decoder reads: per epoch, the answers' and keyword sentences' LM loss with the right
     # paragraph, another one and no query; each variant changes what the model is given.
-    reads = [
-        line for line in table.splitlines() if re.match(r"^\| [01] \| (answers|keyword targets) \|", line)
-    ]
-    names = [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in reads]
+    reads, names = _labelled_rows(table, ("answers", "keyword targets"))
     assert names == [
         ("0", "answers"),
         ("0", "keyword targets"),
