@@ -140,6 +140,24 @@ def test_sentence_triples_are_keyword_queries_of_their_own_sentence(squad_dev_pa
     assert sentence_triples(articles, 50, seed=0) == triples
 
 
+def test_sentence_triples_can_keep_only_some_keywords(squad_dev_path):
+    """``--query-keywords K``: the query is the first K phrases of the full keyword query of the
+    same sentence, and the sentence has at least two phrases more, so its target holds words the
+    query lacks; a negative K is refused."""
+    from gear.tools.squad_check import sentence_triples, split_squad
+
+    articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
+    full = {t["query_id"]: t for t in sentence_triples(articles, 10_000, seed=0)}
+    capped = sentence_triples(articles, 10_000, seed=0, keywords=2)
+    assert 0 < len(capped) < len(full)
+    for t in capped:
+        phrases = full[t["query_id"]]["query"].split(", ")
+        assert t["query"].split(", ") == phrases[:2] and len(phrases) >= 4
+        assert t["target"] == full[t["query_id"]]["target"]
+    with pytest.raises(ValueError, match="--query-keywords"):
+        sentence_triples(articles, 10, seed=0, keywords=-1)
+
+
 def test_merge_settings_descends_into_sections():
     from gear.tools.squad_check import merge_settings
 
