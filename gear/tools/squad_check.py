@@ -104,7 +104,9 @@ def squad_pairs(articles: list) -> tuple[list[dict], list[str], list[str]]:
     return triples, documents, doc_ids
 
 
-def sentence_triples(articles: list, count: int, seed: int, keywords: int = 0) -> list[dict]:
+def sentence_triples(
+    articles: list, count: int, seed: int, keywords: int = 0, full_share: float = 0.0
+) -> list[dict]:
     """RIR-style training triples from the sentences of ``articles`` (more training text from the
     same training articles, issue 14): the query is the offline keyword rewriter's rewrite of one
     sentence, cleaned as the RIR post-processing does (keywords deduplicated, order shuffled,
@@ -116,12 +118,17 @@ def sentence_triples(articles: list, count: int, seed: int, keywords: int = 0) -
     sentences of fewer than ``keywords + 2`` phrases, so that most of the target's content words
     are in the document only (``--query-keywords``; a choice of this check, not of the paper: a
     full keyword query lets the decoder write the sentence from the query alone, BENCHMARKS.md,
-    "A third epoch, and what the decoder reads")."""
+    "A third epoch, and what the decoder reads"). With ``keywords`` > 0, ``full_share`` of the
+    drawn triples (the first of the seeded draw) keep their full query (``--full-query-share``):
+    a mix of the two, where full queries reward lexical matching and capped ones reading the
+    paragraph."""
     if keywords < 0:
         raise ValueError(f"--query-keywords must be 0 (all) or more, got {keywords}")
+    if not 0.0 <= full_share <= 1.0:
+        raise ValueError(f"--full-query-share must lie in [0, 1], got {full_share}")
 
     splitter = SentenceSplitter()
-    triples = []
+    triples, full_queries = [], []
     for article in articles:
         for number, paragraph in enumerate(article["paragraphs"]):
             doc_id = f"{article['title']}-{number}"
@@ -131,19 +138,20 @@ def sentence_triples(articles: list, count: int, seed: int, keywords: int = 0) -
                 query_id = f"{doc_id}-s{unit}"
                 phrases = clean_query(keyword_query(sentence), seed, query_id).split(", ")
                 if len(phrases) >= max(3, keywords + 2):
-                    query = ", ".join(phrases[:keywords] if keywords else phrases)
+                    full_queries.append(", ".join(phrases))
                     triples.append(
                         {
                             "query_id": query_id,
-                            "query": query,
+                            "query": ", ".join(phrases[:keywords] if keywords else phrases),
                             "doc_id": doc_id,
                             "document": text,
                             "target": sentence,
                             "anchor": start,
                         }
                     )
-    order = np.random.default_rng(seed).permutation(len(triples))
-    return [triples[i] for i in order[:count]]
+    order = np.random.default_rng(seed).permutation(len(triples))[:count]
+    full = round(full_share * len(order)) if keywords else 0
+    return [{**triples[i], "query": full_queries[i]} if n < full else triples[i] for n, i in enumerate(order)]
 
 
 def sentence_windows(triples: list[dict], sentences: int, seed: int) -> list[dict]:
@@ -475,7 +483,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     train, _, _ = squad_pairs(train_articles)
     train = [train[i] for i in np.random.default_rng(args.seed).permutation(len(train))[: args.max_train]]
-    sentences = sentence_triples(train_articles, args.sentence_queries, args.seed, args.query_keywords)
+    sentences = sentence_triples(
+        train_articles, args.sentence_queries, args.seed, args.query_keywords, args.full_query_share
+    )
     mixed = train + sentences
     if args.train_window != 0:
         mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
@@ -659,6 +669,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="keep this many keyword phrases of each keyword query (0: all); the target sentence then "
         "holds words that only the document has",
+    )
+    parser.add_argument(
+        "--full-query-share",
+        type=float,
+        default=0.0,
+        help="with --query-keywords, this share of the keyword triples keeps its full query",
     )
     parser.add_argument(
         "--train-window",

@@ -158,6 +158,24 @@ def test_sentence_triples_can_keep_only_some_keywords(squad_dev_path):
         sentence_triples(articles, 10, seed=0, keywords=-1)
 
 
+def test_sentence_triples_can_keep_a_share_of_full_queries(squad_dev_path):
+    """``--full-query-share F``: the same draw of sentences as with capped queries alone, the first
+    F of it with its full query and the rest capped; a share outside [0, 1] is refused."""
+    from gear.tools.squad_check import sentence_triples, split_squad
+
+    articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
+    full = {t["query_id"]: t["query"] for t in sentence_triples(articles, 10_000, seed=0)}
+    capped = sentence_triples(articles, 40, seed=0, keywords=2)
+    mixed = sentence_triples(articles, 40, seed=0, keywords=2, full_share=0.25)
+    assert [t["query_id"] for t in mixed] == [t["query_id"] for t in capped]
+    for n, (m, c) in enumerate(zip(mixed, capped, strict=True)):
+        assert m["query"] == (full[m["query_id"]] if n < 10 else c["query"])
+        assert m["target"] == c["target"]
+    assert sum(m["query"] != c["query"] for m, c in zip(mixed, capped, strict=True)) == 10
+    with pytest.raises(ValueError, match="--full-query-share"):
+        sentence_triples(articles, 10, seed=0, keywords=2, full_share=1.5)
+
+
 def test_merge_settings_descends_into_sections():
     from gear.tools.squad_check import merge_settings
 
