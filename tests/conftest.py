@@ -4,6 +4,8 @@
   (a 6-layer BERT with bert-base-uncased's vocabulary), loaded from disk, never from the hub.
 - ``mini_config`` / ``paper_config``: the validated run configurations.
 - ``squad_dev_path``: the real SQuAD v1.1 dev set in ../shared/data (skips when absent).
+- ``tiny_bert_path``: a BERT checkpoint folder (hidden 32, 2 layers, 2 heads) with MiniLM's real
+  bert-base-uncased tokenizer, written once per session (random weights, seeded).
 """
 
 from __future__ import annotations
@@ -95,3 +97,23 @@ def squad_dev_path() -> Path:
     if not path.is_file():
         pytest.skip(f"real SQuAD v1.1 dev set not found at {path} (../shared/data is outside the repository)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_path(tmp_path_factory, minilm_path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(folder)
+    return folder

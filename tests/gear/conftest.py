@@ -1,7 +1,5 @@
-"""Small real components for the gear tests: a tiny BERT checkpoint and a triples file.
+"""Small real components for the gear tests: triples files and tiny GeAR folders.
 
-- ``tiny_bert_path``: a BERT checkpoint folder (hidden 32, 2 layers, 2 heads) with MiniLM's real
-  bert-base-uncased tokenizer, written once per session (random weights, seeded).
 - ``triples_file``: 24 training triples of real text in the suite's JSON Lines format.
 - ``tiny_gear_path``: an untrained tiny GeAR folder (model + tokenizer with [DEC]).
 - ``trained_tiny_gear``: the final model folder of a real (3-step) ``train_gear`` run of the tiny
@@ -99,26 +97,6 @@ PASSAGES = [
         ],
     ),
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_path(tmp_path_factory, minilm_path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(folder)
-    return folder
 
 
 def write_triples(path: Path, passages=PASSAGES) -> Path:

@@ -1,6 +1,6 @@
 """Shared pieces of the reliability suite: real components at tiny size, and process helpers.
 
-- ``tiny_bert_path`` (from ``tests/gear/conftest.py``): a 2-layer, hidden-32 BERT checkpoint with
+- ``tiny_bert_path`` (from ``tests/conftest.py``): a 2-layer, hidden-32 BERT checkpoint with
   MiniLM's real bert-base-uncased tokenizer; GeAR trains from it in seconds.
 - :func:`tiny_train_config`: the train sections of ``config/mini.yaml`` shrunk to 12 optimizer
   steps (2 epochs of 6), a state checkpoint every 2 steps and a log line every step.
@@ -25,7 +25,7 @@ import pytest
 
 from gear.encoding import TextEncoder
 from tests.conftest import REPO_ROOT
-from tests.gear.conftest import PASSAGES, tiny_bert_path, write_triples  # noqa: F401 (fixture re-used)
+from tests.gear.conftest import PASSAGES, write_triples  # noqa: F401 (re-exported to the tests here)
 
 #: Seed of every random choice the suite makes (kill points, fault scripts). Set
 #: GEAR_RELIABILITY_SEED to explore other points; a failure message always names the seed.

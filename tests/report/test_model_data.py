@@ -33,26 +33,12 @@ GENERATION = {"num_beams": 1, "max_new_tokens": 4, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")
-def tiny_gear(tmp_path_factory, minilm_path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+def tiny_gear(tmp_path_factory, tiny_bert_path) -> Path:
     from gear.model.modeling import build_from_bert
 
-    bert = tmp_path_factory.mktemp("tiny_bert")
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(bert)
-    AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(bert)
     folder = tmp_path_factory.mktemp("tiny_gear")
     model, tokenizer, _ = build_from_bert(
-        bert, seed=0, max_query_tokens=16, max_document_tokens=64, max_target_tokens=8
+        tiny_bert_path, seed=0, max_query_tokens=16, max_document_tokens=64, max_target_tokens=8
     )
     model.save_pretrained(folder, tokenizer)
     return folder
