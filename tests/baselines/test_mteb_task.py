@@ -14,7 +14,7 @@ from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, file_sha256
 from tests.baselines.helpers import PAIRS
-from tests.gear.conftest import tiny_bert_path, tiny_gear_path  # noqa: F401 (fixtures)
+from tests.gear.conftest import tiny_gear_path  # noqa: F401 (fixture)
 
 pytest.importorskip("mteb", reason="mteb is not installed")
 
