@@ -26,6 +26,8 @@ query). The run ends with one
 RIR-style triples built from the training articles' sentences (keyword query -> the sentence),
 ``--train-window K`` cuts each training paragraph to K sentences holding the answer (test
 paragraphs stay whole), and
+``--init-model FOLDER`` trains a saved GeAR model further (a second stage, e.g. questions after
+keyword queries), and
 ``--gear`` / ``--train`` set config keys (JSON, merged into config/mini.yaml's sections). The defaults take about 30 minutes on
 two CPU cores; BENCHMARKS.md holds the measured per-epoch tables.
 """
@@ -59,7 +61,7 @@ from gear.inference import GearEncoder, LocalizationConfig, generate, localize_u
 from gear.io import read_json, write_jsonl
 from gear.model.modeling import build_from_bert
 from gear.training.settings import read_sections
-from gear.training.trainer import train_gear
+from gear.training.trainer import is_gear_folder, train_gear
 
 log = logging.getLogger(__name__)
 
@@ -511,7 +513,18 @@ def run(args: argparse.Namespace) -> list[dict]:
         cfg["gear"]["localization"]["layer"] = SCRATCH_LAYERS
     layer = cfg["gear"]["localization"]["layer"]
     initial = out / "epoch_0"
-    if not (initial / "model.safetensors").is_file():
+    if args.init_model:
+        if args.init != "minilm":
+            raise SystemExit(
+                "--init-model and --init scratch exclude each other: the saved model is the start"
+            )
+        initial = Path(args.init_model).resolve()
+        if not is_gear_folder(initial):
+            raise SystemExit(
+                f"--init-model {args.init_model}: not a saved GeAR model folder (config.json with model_type gear)"
+            )
+        cfg["gear"]["init_checkpoint"] = str(initial)
+    elif not (initial / "model.safetensors").is_file():
         model, tokenizer, _ = build_from_bert(
             start_checkpoint,
             seed=cfg["seed"],
@@ -701,6 +714,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=("minilm", "scratch"),
         default="minilm",
         help="start from all-MiniLM-L6-v2 (as the mini benchmark) or from a small random BERT",
+    )
+    parser.add_argument(
+        "--init-model",
+        default=None,
+        help="train a saved GeAR model further (a folder such as an earlier run's gear/epochs/epoch_N); "
+        "it is evaluated as epoch 0",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -119,7 +120,7 @@ from tqdm.auto import tqdm
 
 from gear.config import ConfigError, load_yaml, validate_config
 from gear.hub import ModelSource, local_model_folder
-from gear.io import atomic_dir, read_json, stable_hash, write_json, write_jsonl
+from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
 from gear.model.card import ModelCard
 from gear.model.export import export_sentence_transformer
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
@@ -425,6 +426,16 @@ def _prepare_run(
             "world_size": world,
             "data": dataset.fingerprint(),
             "code": training_code_fingerprint(),
+            # a continued GeAR: its weights, not only the folder's name
+            **(
+                {
+                    "start_weights": file_sha256(
+                        Path(model.config.extra["continued_from"]) / "model.safetensors"
+                    )
+                }
+                if "continued_from" in model.config.extra
+                else {}
+            ),
         }
     )
     state_root = out_root / "state"
@@ -461,9 +472,25 @@ def _prepare_run(
 def _initial_model(
     cfg: dict, gear_section: GearSection, seed: int, log_it: bool
 ) -> tuple[GearModel, Any, LoadReport]:
-    """GeAR built from ``gear.init_checkpoint``: identical on every process (seeded)."""
+    """GeAR built from ``gear.init_checkpoint``: identical on every process (seeded).
+
+    A BERT checkpoint starts a new GeAR (:func:`build_from_bert`); a saved GeAR model folder
+    (``model_type: gear``, e.g. an ``epochs/epoch_N`` of an earlier run) is trained further
+    (:func:`_continued_model`).
+    """
     revision = (cfg.get("model_revisions") or {}).get(gear_section.init_checkpoint)
     checkpoint = ModelSource.from_config(cfg).resolve(gear_section.init_checkpoint, revision)
+    if is_gear_folder(checkpoint):
+        model, tokenizer, report = _continued_model(cfg, Path(checkpoint), gear_section, seed)
+        if log_it:
+            log.info(
+                "GeAR continued from the saved GeAR model %s (first built from %s); rate groups of that "
+                "start: %d parameters newly initialised",
+                checkpoint,
+                model.config.extra["init_checkpoint"],
+                len(report.newly_initialised),
+            )
+        return model, tokenizer, report
     checkpoint = _local_checkpoint(checkpoint, revision)
     model, tokenizer, report = build_from_bert(
         checkpoint,
@@ -478,6 +505,64 @@ def _initial_model(
     if log_it:
         log.info("GeAR from %s: %s", checkpoint, report.summary())
     return model, tokenizer, report
+
+
+def is_gear_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a local folder holding a saved GeAR model (``config.json`` with ``model_type: gear``)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return read_json(config).get("model_type") == "gear"
+    except ValueError as err:
+        raise ValueError(f"{config}: not valid JSON ({err})") from err
+
+
+def _continued_model(
+    cfg: dict, folder: Path, gear_section: GearSection, seed: int
+) -> tuple[GearModel, Any, LoadReport]:
+    """A saved GeAR model to train further, its tokenizer, and the load report of its BERT start.
+
+    The suite's choice (the paper trains each model once, from BERT): the per-group rates
+    (``new_parameters_lr_multiplier``) keep applying to the blocks that the model's first start
+    initialised, so a second stage (another data set, a curriculum) treats the parameters as the
+    first stage did. That start is the folder's ``extra.init_checkpoint``; the report is taken by
+    building it again (seeded, then discarded), so the BERT checkpoint must be available too.
+    The cross-attention init of ``gear.cross_attention_init`` does not apply: the weights are
+    the folder's. The truncation lengths are the config's. What a saved model does not hold
+    starts afresh as in any run: the momentum encoders (copies of the loaded encoders), empty
+    queues, the temperature at ``temperature_init``, the optimizer's moments and the schedule.
+    """
+    from transformers import AutoTokenizer
+
+    model = GearModel.from_pretrained(folder)
+    origin = model.config.extra.get("init_checkpoint")
+    if not origin:
+        raise ConfigError(
+            f"{folder / 'config.json'}: extra.init_checkpoint is missing, so the BERT checkpoint this GeAR "
+            "started from (which decides the per-group learning rates) is unknown; train it from a BERT "
+            "checkpoint instead"
+        )
+    if (
+        model.config.extra.get("decoder_start_token", gear_section.decoder_start_token)
+        != gear_section.decoder_start_token
+    ):
+        raise ConfigError(
+            f"gear.decoder_start_token is {gear_section.decoder_start_token!r} but {folder} was trained with "
+            f"{model.config.extra['decoder_start_token']!r}"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+    revision = (cfg.get("model_revisions") or {}).get(origin)
+    start = _local_checkpoint(ModelSource.from_config(cfg).resolve(origin, revision), revision)
+    _, _, report = build_from_bert(start, gear_section.decoder_start_token, seed=seed)
+    model.config = dataclasses.replace(
+        model.config,
+        max_query_tokens=gear_section.max_query_tokens,
+        max_document_tokens=gear_section.max_document_tokens,
+        max_target_tokens=gear_section.max_target_tokens,
+        extra={**model.config.extra, "continued_from": str(folder)},
+    )
+    return model.train(), tokenizer, report
 
 
 def _discard_stale_outputs(run: _Run) -> None:

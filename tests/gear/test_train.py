@@ -655,3 +655,53 @@ def test_a_damaged_epoch_model_is_never_published(tmp_path, uninterrupted_run):
     final = train_gear(triples, out, cfg, "GeAR", "qar")
     _assert_bitwise_equal(final, reference)
     _assert_bitwise_equal(out / "epochs" / "epoch_1", reference.parent / "epochs" / "epoch_1")
+
+
+@pytest.mark.slow
+def test_training_continues_from_a_saved_gear_model(tmp_path, uninterrupted_run, caplog):
+    """``gear.init_checkpoint`` naming a saved GeAR folder trains that model further: it starts
+    from the folder's weights, keeps the rate groups of the BERT start it came from, and its
+    resume fingerprint covers the folder's weights, not only its name."""
+    from gear.training.settings import read_sections as sections
+    from gear.training.trainer import _initial_model, is_gear_folder
+
+    triples, cfg, reference = uninterrupted_run
+    start = tmp_path / "start"
+    shutil.copytree(reference.parent / "epochs" / "epoch_1", start)
+    assert is_gear_folder(start) and not is_gear_folder(cfg["gear"]["init_checkpoint"])
+    continued = copy.deepcopy(cfg)
+    continued["gear"]["init_checkpoint"] = str(start)
+    continued["gear"]["max_document_tokens"] = 48
+    model, _, report = _initial_model(continued, sections(continued)[0], 0, log_it=False)
+    saved = _weights(start)
+    assert all(torch.equal(t, saved[name]) for name, t in model.state_dict().items())
+    _, _, bert_report = build_from_bert(cfg["gear"]["init_checkpoint"])
+    assert report.newly_initialised == bert_report.newly_initialised
+    assert "query_encoder.layers.0.cross_attention.query.weight" in report.newly_initialised
+    assert model.config.max_document_tokens == 48 and model.config.extra["continued_from"] == str(start)
+
+    caplog.set_level(logging.INFO, logger="gear.training")
+    out = tmp_path / "out"
+    train_gear(triples, out, continued, "GeAR", "qar", max_steps=4)
+    assert "continued from the saved GeAR model" in caplog.text
+    # The same folder name with other weights: the stopped run is not resumed.
+    shutil.copy2(reference / "model.safetensors", start / "model.safetensors")
+    caplog.clear()
+    final = train_gear(triples, out, continued, "GeAR", "qar")
+    assert "written under another configuration" in caplog.text and "resuming" not in caplog.text
+    assert not torch.equal(_weights(final)["lm_head.bias"], _weights(reference)["lm_head.bias"])
+
+
+def test_continuing_needs_the_bert_start_recorded(tmp_path, tiny_bert_path, mini_config):
+    from gear.training.settings import read_sections as sections
+    from gear.training.trainer import _initial_model
+
+    model, tokenizer, _ = build_from_bert(tiny_bert_path)
+    model.save_pretrained(tmp_path / "gear", tokenizer)
+    config = json.loads((tmp_path / "gear" / "config.json").read_text())
+    del config["extra"]["init_checkpoint"]  # e.g. a config written by hand
+    (tmp_path / "gear" / "config.json").write_text(json.dumps(config))
+    cfg = tiny_run_config(mini_config, tiny_bert_path)
+    cfg["gear"]["init_checkpoint"] = str(tmp_path / "gear")
+    with pytest.raises(ConfigError, match="extra.init_checkpoint is missing"):
+        _initial_model(cfg, sections(cfg)[0], 0, log_it=False)
