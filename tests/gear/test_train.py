@@ -703,5 +703,5 @@ def test_continuing_needs_the_bert_start_recorded(tmp_path, tiny_bert_path, mini
     (tmp_path / "gear" / "config.json").write_text(json.dumps(config))
     cfg = tiny_run_config(mini_config, tiny_bert_path)
     cfg["gear"]["init_checkpoint"] = str(tmp_path / "gear")
-    with pytest.raises(ConfigError, match="extra.init_checkpoint is missing"):
+    with pytest.raises(ConfigError, match=r"extra\.init_checkpoint is missing"):
         _initial_model(cfg, sections(cfg)[0], 0, log_it=False)
