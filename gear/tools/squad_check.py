@@ -235,6 +235,18 @@ def localization_pairs(sample: list[dict]) -> tuple[list[str], list[str], list[l
     return out
 
 
+def test_samples(
+    test: list[dict], localization_pairs: int, generation_pairs: int, seed: int
+) -> tuple[list, list]:
+    """The test pairs that localization (``localization_pairs``, 0: all) and generation
+    (``generation_pairs``) are measured on: prefixes of one seeded permutation of all test
+    pairs, so that both draw from every test article. (Until 2026-12-07 both were the first
+    pairs in article order, i.e. the first article's questions only.)"""
+    order = np.random.default_rng(seed + 3).permutation(len(test))
+    shuffled = [test[i] for i in order]
+    return shuffled[: localization_pairs or len(test)], shuffled[:generation_pairs]
+
+
 def keyword_localization_pairs(
     articles: list, count: int, seed: int
 ) -> tuple[list[str], list[str], list[list], list[list[int]]]:
@@ -331,15 +343,18 @@ def evaluate(
     test: list[dict],
     documents: list[str],
     doc_ids: list[str],
-    generation_pairs: int,
+    generation_sample: list[dict],
     max_new_tokens: int,
     localization_layer: int,
     keyword_pairs: tuple[list, list, list, list] = ([], [], [], []),
+    localization_sample: list[dict] | None = None,
 ) -> dict[str, float]:
     """Test retrieval (exact inner-product search), cross-attention localization beside its trivial
     references (unit length: what uniform attention gives; a seeded random ranking) with the mean
     normalised attention entropy, and generation. Localization R@1 is also given at every fusion
     layer, for the questions and for ``keyword_pairs`` (:func:`keyword_localization_pairs`).
+    Localization is measured on ``localization_sample`` (default: ``generation_sample``), exact
+    match and what the decoder reads on ``generation_sample`` (:func:`test_samples`).
 
     Metrics are the suite's own (gear.evaluation.metrics).
     """
@@ -354,7 +369,7 @@ def evaluate(
         top, np.take_along_axis(scores, top, axis=1), [[index[t["doc_id"]]] for t in test], 5
     )
     result = {"R@5": float(retrieval["R@5"].mean()), "M@5": float(retrieval["M@5"].mean())}
-    if generation_pairs == 0:  # e.g. GeAR_CL, whose cross-attention and decoder never train
+    if not generation_sample:  # e.g. GeAR_CL, whose cross-attention and decoder never train
         nan = float("nan")
         keys = (
             "loc R@1",
@@ -367,8 +382,10 @@ def evaluate(
             "EM",
         )
         return {**result, **dict.fromkeys(keys, nan), "example": "", "by layer": {}, "reads": {}}
-    sample = test[:generation_pairs]
-    questions, paragraphs, units, relevant = localization_pairs(sample)
+    sample = generation_sample
+    questions, paragraphs, units, relevant = localization_pairs(
+        sample if localization_sample is None else localization_sample
+    )
     layers = list(range(1, encoder.model.config.num_hidden_layers + 1))
     by_layer: dict[str, tuple[float, list[float]]] = {}
     for name, pairs in (
@@ -415,7 +432,8 @@ def evaluate(
         )
     }
     if keyword_pairs[0]:
-        queries, texts, spans, gold = keyword_pairs
+        # as many as the answers: the same cost per target, three passes each
+        queries, texts, spans, gold = (column[: len(sample)] for column in keyword_pairs)
         sentences = [
             text[spans_[g[0]][0] : spans_[g[0]][1]]
             for text, spans_, g in zip(texts, spans, gold, strict=True)
@@ -493,7 +511,10 @@ def run(args: argparse.Namespace) -> list[dict]:
         mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
     mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
     test, documents, doc_ids = squad_pairs(test_articles)
-    keyword = keyword_localization_pairs(test_articles, args.generation_pairs, args.seed)
+    located, generated = test_samples(test, args.localization_pairs, args.generation_pairs, args.seed)
+    keyword = keyword_localization_pairs(
+        test_articles, len(located) if args.generation_pairs else 0, args.seed
+    )
     triples_path = out / "train.jsonl"
     write_jsonl(
         triples_path,
@@ -524,7 +545,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 f"--init-model {args.init_model}: not a saved GeAR model folder (config.json with model_type gear)"
             )
         cfg["gear"]["init_checkpoint"] = str(initial)
-    elif not (initial / "model.safetensors").is_file():
+    elif not args.evaluate and not (initial / "model.safetensors").is_file():
         model, tokenizer, _ = build_from_bert(
             start_checkpoint,
             seed=cfg["seed"],
@@ -534,51 +555,52 @@ def run(args: argparse.Namespace) -> list[dict]:
             max_target_tokens=cfg["gear"]["max_target_tokens"],
         )
         model.save_pretrained(initial, tokenizer)
-    rows = [
-        {
-            "epoch": 0,
-            **evaluate(
-                initial,
-                test,
-                documents,
-                doc_ids,
-                args.generation_pairs,
-                args.max_new_tokens,
-                layer,
-                keyword,
-            ),
-        }
-    ]
-    print(f"epoch 0 evaluated: {rows[0]}", flush=True)
 
-    start = time.perf_counter()
-    model_dir = train_gear(triples_path, out / "gear", cfg, args.variant, "qar")
-    seconds = time.perf_counter() - start
-    config = read_json(model_dir / "train_config.json")
-    examples = config["steps"] * args.batch_size
-    epochs = [json.loads(line) for line in (model_dir / "train_log.jsonl").read_text().splitlines()]
-    losses = {r["epoch"]: r for r in epochs if r["event"] == "epoch"}
-    for epoch in range(1, args.epochs + 1):
-        metrics = evaluate(
-            out / "gear" / "epochs" / f"epoch_{epoch}",
+    def assess(model_dir: Path) -> dict:
+        return evaluate(
+            model_dir,
             test,
             documents,
             doc_ids,
-            args.generation_pairs,
+            generated,
             args.max_new_tokens,
             layer,
             keyword,
+            localization_sample=located,
         )
-        rows.append(
-            {
-                "epoch": epoch,
-                **{k: losses[epoch][k] for k in ("cl_loss", "lm_loss") if k in losses[epoch]},
-                **metrics,
-            }
-        )
-        print(f"epoch {epoch} evaluated: {rows[-1]}", flush=True)
 
-    questions, paragraphs, units, relevant = localization_pairs(test[: args.generation_pairs])
+    seconds = examples = None
+    if args.evaluate:
+        rows = []
+        for i, folder in enumerate(args.evaluate):
+            if not is_gear_folder(folder):
+                raise SystemExit(
+                    f"--evaluate {folder}: not a saved GeAR model folder (config.json with model_type gear)"
+                )
+            rows.append({"epoch": f"m{i}", **assess(Path(folder))})
+            print(f"m{i} = {folder} evaluated: {rows[-1]}", flush=True)
+    else:
+        rows = [{"epoch": 0, **assess(initial)}]
+        print(f"epoch 0 evaluated: {rows[0]}", flush=True)
+        start = time.perf_counter()
+        model_dir = train_gear(triples_path, out / "gear", cfg, args.variant, "qar")
+        seconds = time.perf_counter() - start
+        config = read_json(model_dir / "train_config.json")
+        examples = config["steps"] * args.batch_size
+        epochs = [json.loads(line) for line in (model_dir / "train_log.jsonl").read_text().splitlines()]
+        losses = {r["epoch"]: r for r in epochs if r["event"] == "epoch"}
+        for epoch in range(1, args.epochs + 1):
+            metrics = assess(out / "gear" / "epochs" / f"epoch_{epoch}")
+            rows.append(
+                {
+                    "epoch": epoch,
+                    **{k: losses[epoch][k] for k in ("cl_loss", "lm_loss") if k in losses[epoch]},
+                    **metrics,
+                }
+            )
+            print(f"epoch {epoch} evaluated: {rows[-1]}", flush=True)
+
+    questions, paragraphs, units, relevant = localization_pairs(located)
     minilm_path = resolve_model(MINILM_ID)
     minilm_by_queries = {}
     for name, pairs in (
@@ -591,12 +613,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     minilm = minilm_by_queries.get("questions", float("nan"))
     minutes = (time.perf_counter() - started) / 60
 
+    if seconds is not None:
+        print(
+            f"\ntraining: {examples} examples in {seconds:.0f} s = {examples / seconds:.2f} examples/s "
+            f"(batch {args.batch_size}, documents <= {args.max_document_tokens} tokens, {args.threads} threads)"
+        )
     print(
-        f"\ntraining: {examples} examples in {seconds:.0f} s = {examples / seconds:.2f} examples/s "
-        f"(batch {args.batch_size}, documents <= {args.max_document_tokens} tokens, {args.threads} threads)"
-    )
-    print(
-        f"\nLocalization on the {len(questions)} of the first {args.generation_pairs} test pairs whose answer lies in "
+        f"\nLocalization on the {len(questions)} of {len(located)} test pairs (a seeded sample of all {args.test_articles} "
+        f"test articles; exact match on the first {len(generated)} of them) whose answer lies in "
         f"a sentence, at fusion layer {layer}; 'length' ranks sentences by token count (what uniform attention "
         f"gives), 'random' is a seeded random ranking, entropy is attention entropy / log(document length) "
         f"(1 = uniform). 'other questions' ranks each paragraph by the mean attention of the other test "
@@ -618,7 +642,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             f"{row['entropy']:.3f} | {row['others R@1']:.3f} ({row['own R@1 (siblings)']:.3f}) | "
             f"{row['EM']:.3f} | {row['example']!r} |"
         )
-    print(f"first test pair: {test[0]['query']!r} -> gold {test[0]['target']!r}")
+    if generated:
+        print(f"first generation pair: {generated[0]['query']!r} -> gold {generated[0]['target']!r}")
     layers = len(next((r["by layer"]["questions"][1] for r in rows if r["by layer"]), []))
     if layers:
         print(
@@ -701,7 +726,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-document-tokens", type=int, default=192)
-    parser.add_argument("--generation-pairs", type=int, default=100)
+    parser.add_argument(
+        "--generation-pairs",
+        type=int,
+        default=100,
+        help="test pairs for exact match and what the decoder reads (0: no fusion or decoder measures)",
+    )
+    parser.add_argument(
+        "--localization-pairs",
+        type=int,
+        default=500,
+        help="test pairs (and as many keyword queries) for localization (0: all test pairs)",
+    )
+    parser.add_argument(
+        "--evaluate",
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="train nothing: evaluate these saved GeAR models on the same split and samples",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument(
         "--lr", type=float, default=None, help="peak learning rate (default: config/mini.yaml's)"

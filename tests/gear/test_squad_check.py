@@ -39,6 +39,8 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
             "64",
             "--generation-pairs",
             "8",
+            "--localization-pairs",
+            "30",
             "--max-new-tokens",
             "3",
             "--threads",
@@ -111,6 +113,59 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         right, other, empty = (float(c) for c in line.strip("|").split("|")[2:])
         assert all(0 < x < 20 for x in (right, other, empty)), line
         assert right != other and right != empty, line
+    assert "Localization on the " in table and " of 30 test pairs" in table, table
+
+    # --evaluate: a saved model evaluated alone gets the numbers it got in the training run.
+    from gear.tools.squad_check import main as squad_check
+
+    squad_check(
+        [
+            "--squad",
+            str(squad_dev_path),
+            "--out",
+            str(tmp_path / "again"),
+            "--train-articles",
+            "2",
+            "--test-articles",
+            "1",
+            "--max-document-tokens",
+            "64",
+            "--generation-pairs",
+            "8",
+            "--localization-pairs",
+            "30",
+            "--max-new-tokens",
+            "3",
+            "--threads",
+            "1",
+            "--init",
+            "scratch",
+            "--evaluate",
+            str(tmp_path / "gear" / "epochs" / "epoch_1"),
+        ]
+    )
+    again = capsys.readouterr().out
+    evaluated = [line for line in again.splitlines() if line.startswith("| m0 | - | - |")]
+    assert len(evaluated) == 1, again
+    assert evaluated[0].split("|")[4:] == rows[1].split("|")[4:], (evaluated[0], rows[1])
+    assert "training:" not in again and not (tmp_path / "again" / "gear").exists()
+
+
+def test_test_samples_draw_from_every_test_article(squad_dev_path):
+    """Localization and generation are measured on prefixes of one seeded permutation of all test
+    pairs: every test article is represented (the first pairs in article order were one article's),
+    the generation sample lies inside the localization sample, 0 means every pair."""
+    from gear.tools.squad_check import split_squad, squad_pairs, test_samples
+
+    _, articles = split_squad(squad_dev_path, 2, 3, seed=0)
+    test, _, _ = squad_pairs(articles)
+    located, generated = test_samples(test, 60, 20, seed=0)
+    assert len(located) == 60 and generated == located[:20]
+    article_of = {t["query_id"]: a for a in range(3) for t in squad_pairs(articles[a : a + 1])[0]}
+    assert {article_of[t["query_id"]] for t in located} == {0, 1, 2}
+    assert test_samples(test, 60, 20, seed=0) == (located, generated)
+    everything, _ = test_samples(test, 0, 20, seed=0)
+    assert sorted(t["query_id"] for t in everything) == sorted(t["query_id"] for t in test)
 
 
 def test_other_documents_never_give_a_pair_its_own_paragraph():
