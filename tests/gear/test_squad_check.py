@@ -30,7 +30,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
             "--test-articles",
             "1",
             "--max-train",
-            "16",
+            "24",
             "--epochs",
             "1",
             "--batch-size",
@@ -40,7 +40,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
             "--generation-pairs",
             "8",
             "--localization-pairs",
-            "30",
+            "24",
             "--max-new-tokens",
             "3",
             "--threads",
@@ -113,7 +113,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         right, other, empty = (float(c) for c in line.strip("|").split("|")[2:])
         assert all(0 < x < 20 for x in (right, other, empty)), line
         assert right != other and right != empty, line
-    assert "Localization on the " in table and " of 30 test pairs" in table, table
+    assert "Localization on the " in table and " of 24 test pairs" in table, table
 
     # --evaluate: a saved model evaluated alone gets the numbers it got in the training run.
     from gear.tools.squad_check import main as squad_check
@@ -133,7 +133,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
             "--generation-pairs",
             "8",
             "--localization-pairs",
-            "30",
+            "24",
             "--max-new-tokens",
             "3",
             "--threads",
