@@ -20,7 +20,7 @@ the sentence the keywords come from), each beside its length ranking and MiniLM'
 similarity on the same queries; a third gives what the decoder reads (:func:`document_reliance`:
 the answers' and keyword sentences' LM loss with the right paragraph, another one, and no
 query). Localization is measured on a seeded sample of 500 test pairs drawn from every test
-article (``--localization-pairs``; 0: all 1,470, about 10 minutes a model), exact match and
+article (``--localization-pairs``; 0: all 1,470, about 4 minutes a model), exact match and
 what the decoder reads on the first 100 of them (``--generation-pairs``). The run ends with one
 ``squad_check summary:`` line. ``--evaluate FOLDER ...`` trains nothing and gives the same
 tables for saved GeAR models (about 2 minutes each).

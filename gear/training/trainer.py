@@ -512,10 +512,8 @@ def is_gear_folder(path: str | os.PathLike) -> bool:
     config = Path(path) / "config.json"
     if not config.is_file():
         return False
-    try:
-        return read_json(config).get("model_type") == "gear"
-    except ValueError as err:
-        raise ValueError(f"{config}: not valid JSON ({err})") from err
+    content = read_json(config)  # malformed JSON: DataFormatError naming the file and line
+    return isinstance(content, dict) and content.get("model_type") == "gear"
 
 
 def _continued_model(

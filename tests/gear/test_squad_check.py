@@ -19,36 +19,28 @@ def _labelled_rows(table: str, labels: tuple[str, ...]) -> tuple[list[str], list
 def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, capsys):
     from gear.tools.squad_check import main
 
-    main(
-        [
-            "--squad",
-            str(squad_dev_path),
-            "--out",
-            str(tmp_path),
-            "--train-articles",
-            "2",
-            "--test-articles",
-            "1",
-            "--max-train",
-            "24",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--max-document-tokens",
-            "64",
-            "--generation-pairs",
-            "8",
-            "--localization-pairs",
-            "24",
-            "--max-new-tokens",
-            "3",
-            "--threads",
-            "1",
-            "--init",
-            "scratch",
-        ]
-    )
+    # What the training run and the --evaluate run below share: the split, the samples, the model size.
+    common = [
+        "--squad",
+        str(squad_dev_path),
+        "--train-articles",
+        "2",
+        "--test-articles",
+        "1",
+        "--max-document-tokens",
+        "64",
+        "--generation-pairs",
+        "8",
+        "--localization-pairs",
+        "24",
+        "--max-new-tokens",
+        "3",
+        "--threads",
+        "1",
+        "--init",
+        "scratch",
+    ]
+    main([*common, "--out", str(tmp_path), "--max-train", "16", "--epochs", "1", "--batch-size", "4"])
     table = capsys.readouterr().out
     rows = [
         line
@@ -120,26 +112,9 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
 
     squad_check(
         [
-            "--squad",
-            str(squad_dev_path),
+            *common,
             "--out",
             str(tmp_path / "again"),
-            "--train-articles",
-            "2",
-            "--test-articles",
-            "1",
-            "--max-document-tokens",
-            "64",
-            "--generation-pairs",
-            "8",
-            "--localization-pairs",
-            "24",
-            "--max-new-tokens",
-            "3",
-            "--threads",
-            "1",
-            "--init",
-            "scratch",
             "--evaluate",
             str(tmp_path / "gear" / "epochs" / "epoch_1"),
         ]
