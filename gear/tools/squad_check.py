@@ -27,7 +27,8 @@ tables for saved GeAR models (about 2 minutes each).
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
 RIR-style triples built from the training articles' sentences (keyword query -> the sentence),
-``--train-window K`` cuts each training paragraph to K sentences holding the answer (test
+``--cloze-queries N`` adds N extractive triples (a sentence with one phrase blanked -> the
+phrase), ``--train-window K`` cuts each training paragraph to K sentences holding the answer (test
 paragraphs stay whole), and
 ``--init-model FOLDER`` trains a saved GeAR model further (a second stage, e.g. questions after
 keyword queries), and
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -159,6 +161,69 @@ def sentence_triples(
     return [{**triples[i], "query": full_queries[i]} if n < full else triples[i] for n, i in enumerate(order)]
 
 
+CLOZE_QUERY_WORDS = 32
+CLOZE_MIN_QUERY_WORDS = 6
+
+
+def cloze_triples(articles: list, count: int, seed: int) -> list[dict]:
+    """Extractive training triples from the sentences of ``articles`` (``--cloze-queries``): the
+    query is one sentence with one of its keyword phrases replaced by "what", the document its
+    paragraph and the target the phrase, so the target can only be read from the document, at the
+    place the query's words point to, as a SQuAD answer must be. A training-data choice of this
+    check, not of the paper (issue 14: the decoder has to learn to read answers; question triples
+    alone taught it too little, BENCHMARKS.md).
+
+    The phrases are the offline keyword rewriter's (``keyword_query``) of 1-4 words that occur once
+    in the sentence; a phrase whose every word is capitalised or a number (a name, a date, a number:
+    what SQuAD answers mostly are) is preferred when the sentence has one. Queries of more than
+    ``CLOZE_QUERY_WORDS`` words keep that many around the blank, so the blank survives the query's
+    token limit; queries of fewer than ``CLOZE_MIN_QUERY_WORDS`` words (splitter fragments) are
+    skipped. ``count`` triples are drawn at random (seeded) from every sentence that has a
+    phrase; the phrase of each sentence is drawn seeded as well."""
+    if count < 0:
+        raise ValueError(f"--cloze-queries must be 0 or more, got {count}")
+    splitter = SentenceSplitter()
+    rng = np.random.default_rng(seed)
+    triples = []
+    for article in articles:
+        for number, paragraph in enumerate(article["paragraphs"]):
+            doc_id = f"{article['title']}-{number}"
+            text = paragraph["context"]
+            for unit, (start, end) in enumerate(splitter.split(text)):
+                sentence = text[start:end].strip()
+                phrases = [
+                    phrase
+                    for phrase in dict.fromkeys(keyword_query(sentence).split(", "))
+                    if 1 <= len(phrase.split()) <= 4 and sentence.count(phrase) == 1
+                ]
+                named = [p for p in phrases if all(w[0].isupper() or w[0].isdigit() for w in p.split())]
+                choices = named or phrases
+                if not choices:
+                    continue
+                phrase = choices[int(rng.integers(len(choices)))]
+                at = sentence.index(phrase)
+                before = sentence[:at].split()
+                after = sentence[at + len(phrase) :].rstrip(" .!;:").split()
+                room = CLOZE_QUERY_WORDS - 1
+                keep_before = min(len(before), max(room // 2, room - len(after)))
+                keep_after = min(len(after), room - keep_before)
+                words = [*before[len(before) - keep_before :], "what", *after[:keep_after]]
+                if len(words) < CLOZE_MIN_QUERY_WORDS:
+                    continue
+                triples.append(
+                    {
+                        "query_id": f"{doc_id}-c{unit}",
+                        "query": " ".join(words) + "?",
+                        "doc_id": doc_id,
+                        "document": text,
+                        "target": phrase,
+                        "anchor": start + text[start:end].index(phrase),
+                    }
+                )
+    order = np.random.default_rng(seed + 3).permutation(len(triples))[:count]
+    return [triples[i] for i in order]
+
+
 def sentence_windows(triples: list[dict], sentences: int, seed: int) -> list[dict]:
     """The triples with each document cut to ``sentences`` consecutive sentences that hold the
     triple's anchor (the answer's start, or the target sentence's), the window's place drawn at
@@ -248,6 +313,24 @@ def test_samples(
     order = np.random.default_rng(seed + 3).permutation(len(test))
     shuffled = [test[i] for i in order]
     return shuffled[: localization_pairs or len(test)], shuffled[:generation_pairs]
+
+
+def answer_word_pairs(sample: list[dict]) -> tuple[list[str], list[str], list[list], list[list[int]]]:
+    """(questions, paragraphs, word spans, the words of the answer) of the pairs of ``sample``: the
+    paragraph's units are its words (whitespace-separated), the gold units the words that overlap
+    the first answer's span. Localization over these units asks whether the fusion encoder's
+    attention falls on the answer itself, the token-level pointing a decoder needs to copy it,
+    rather than on its sentence (BENCHMARKS.md, "Cloze triples")."""
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    for t in sample:
+        text, start = t["document"], t["anchor"]
+        end = start + len(t["target"])
+        words = [m.span() for m in re.finditer(r"\S+", text)]
+        relevant = [i for i, (s, e) in enumerate(words) if s < end and e > start]
+        if relevant and len(words) > 1:
+            for column, value in zip(out, (t["query"], text, words, relevant), strict=True):
+                column.append(value)
+    return out
 
 
 def keyword_localization_pairs(
@@ -355,7 +438,9 @@ def evaluate(
     """Test retrieval (exact inner-product search), cross-attention localization beside its trivial
     references (unit length: what uniform attention gives; a seeded random ranking) with the mean
     normalised attention entropy, and generation. Localization R@1 is also given at every fusion
-    layer, for the questions and for ``keyword_pairs`` (:func:`keyword_localization_pairs`).
+    layer, for the questions, for ``keyword_pairs`` (:func:`keyword_localization_pairs`) and, on
+    ``generation_sample``, for the answer's words among the paragraph's words
+    (:func:`answer_word_pairs`).
     Localization is measured on ``localization_sample`` (default: ``generation_sample``), exact
     match and what the decoder reads on ``generation_sample`` (:func:`test_samples`).
 
@@ -391,11 +476,17 @@ def evaluate(
     )
     layers = list(range(1, encoder.model.config.num_hidden_layers + 1))
     by_layer: dict[str, tuple[float, list[float]]] = {}
+    answer_words = answer_word_pairs(sample)
+    # What a random word gets: the answer's share of the paragraph's words.
+    word_chance = float(
+        np.mean([len(g) / len(w) for w, g in zip(answer_words[2], answer_words[3], strict=True)])
+    )
     for name, pairs in (
         ("questions", (questions, paragraphs, units, relevant)),
         ("keyword queries", keyword_pairs),
+        ("answer words", answer_words),
     ):
-        if name == "keyword queries" and not pairs[0]:
+        if name != "questions" and not pairs[0]:
             continue
         scored = localize_units(
             encoder.model,
@@ -454,6 +545,7 @@ def evaluate(
         "others R@1": float(others_r1.mean()),
         "own R@1 (siblings)": float(own_on_siblings.mean()),
         "EM": float(generation["EM"].mean()),
+        "answer word chance": word_chance,
         "example": predictions[0],
         "by layer": by_layer,
         "reads": reads,
@@ -509,7 +601,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     sentences = sentence_triples(
         train_articles, args.sentence_queries, args.seed, args.query_keywords, args.full_query_share
     )
-    mixed = train + sentences
+    cloze = cloze_triples(train_articles, args.cloze_queries, args.seed)
+    mixed = train + sentences + cloze
     if args.train_window != 0:
         mixed = sentence_windows(mixed, args.train_window, args.seed + 2)
     mixed = [mixed[i] for i in np.random.default_rng(args.seed + 1).permutation(len(mixed))]
@@ -524,7 +617,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         [{k: t[k] for k in ("query_id", "query", "doc_id", "document", "target")} for t in mixed],
     )
     print(
-        f"{len(train)} question triples and {len(sentences)} keyword-query sentence triples from "
+        f"{len(train)} question triples, {len(sentences)} keyword-query sentence triples and "
+        f"{len(cloze)} cloze triples from "
         f"{args.train_articles} articles; test: {len(documents)} paragraphs, "
         f"{len(test)} questions from {args.test_articles} other articles; output in {out}",
         flush=True,
@@ -653,7 +747,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             f"\nLocalization R@1 by fusion layer (the table above uses layer {layer}): the same test questions, "
             f"and {len(keyword[0])} keyword queries of the test articles' sentences (the RIR construction: the "
             f"gold unit is the sentence the keywords were taken from), each beside its unit-length ranking "
-            f"and MiniLM's sentence similarity on the same queries."
+            f"and MiniLM's sentence similarity on the same queries. 'answer words': the first "
+            f"{len(generated)} test questions again, the units now the paragraph's words and the gold "
+            f"ones the answer's (does the attention fall on the answer itself, which the decoder must "
+            f"copy?); a random word is an answer word with probability "
+            f"{rows[-1].get('answer word chance', float('nan')):.3f}."
         )
         print(
             "| epoch | queries | length R@1 | MiniLM R@1 | "
@@ -661,12 +759,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             + " |"
         )
         print("|---|---|---|---|" + "---|" * layers)
+
+        def minilm_cell(name: str) -> str:
+            return f"{minilm_by_queries[name]:.3f}" if name in minilm_by_queries else "-"
+
         for row in rows:
             for name, (length_r1, values) in row["by layer"].items():
                 cells = " | ".join(f"{v:.3f}" for v in values)
-                print(
-                    f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_by_queries.get(name, float('nan')):.3f} | {cells} |"
-                )
+                print(f"| {row['epoch']} | {name} | {length_r1:.3f} | {minilm_cell(name)} | {cells} |")
     if any(row["reads"] for row in rows):
         print(
             "\nWhat the decoder reads: the mean LM loss per target token (nats; the trainer's loss) of the "
@@ -716,6 +816,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="with --query-keywords, this share of the keyword triples keeps its full query",
+    )
+    parser.add_argument(
+        "--cloze-queries",
+        type=int,
+        default=0,
+        help="add this many extractive triples built from the training articles' sentences (the "
+        "sentence with one keyword phrase replaced by 'what' -> the phrase)",
     )
     parser.add_argument(
         "--train-window",

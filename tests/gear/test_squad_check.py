@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -40,13 +41,23 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         "--init",
         "scratch",
     ]
-    main([*common, "--out", str(tmp_path), "--max-train", "16", "--epochs", "1", "--batch-size", "4"])
+    main(
+        [
+            *common,
+            *("--out", str(tmp_path), "--max-train", "16", "--cloze-queries", "4"),
+            *("--epochs", "1", "--batch-size", "4"),
+        ]
+    )
     table = capsys.readouterr().out
+    trained = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(trained) == 16 + 4 and sum("-c" in t["query_id"] for t in trained) == 4
     rows = [
         line
         for line in table.splitlines()
         if re.match(r"^\| [01] \| ", line)
-        and not re.match(r"^\| [01] \| (questions|keyword queries|answers|keyword targets) \|", line)
+        and not re.match(
+            r"^\| [01] \| (questions|keyword queries|answer words|answers|keyword targets) \|", line
+        )
     ]
     assert len(rows) == 2, table
     for row in rows:
@@ -92,6 +103,14 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         assert cells[3] == summary.group(3), (line, summary.group(0))
     keyword_minilm = {line.split("|")[4].strip() for line in by_layer[1::2]}
     assert len(keyword_minilm) == 1 and 0 <= float(keyword_minilm.pop()) <= 1, table
+    # The answer's words among the paragraph's words, by layer: no MiniLM reference, a chance line.
+    words, names = _labelled_rows(table, ("answer words",))
+    assert names == [("0", "answer words"), ("1", "answer words")], table
+    for line in words:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[3] == "-" and all(0 <= float(c) <= 1 for c in (cells[2], *cells[4:])), line
+    chance = re.search(r"a random word is an answer word with probability (0\.\d{3})", table)
+    assert chance and 0 < float(chance.group(1)) < 0.5, table
     # What the decoder reads: per epoch, the answers' and keyword sentences' LM loss with the right
     # paragraph, another one and no query; each variant changes what the model is given.
     reads, names = _labelled_rows(table, ("answers", "keyword targets"))
@@ -204,6 +223,62 @@ def test_sentence_triples_can_keep_a_share_of_full_queries(squad_dev_path):
     assert sum(m["query"] != c["query"] for m, c in zip(mixed, capped, strict=True)) == 10
     with pytest.raises(ValueError, match="--full-query-share"):
         sentence_triples(articles, 10, seed=0, keywords=2, full_share=1.5)
+
+
+def test_cloze_triples_blank_a_phrase_that_only_the_document_holds(squad_dev_path):
+    """``--cloze-queries N``: each query is its sentence with one phrase replaced by "what", the
+    target that phrase, found in the paragraph at the triple's anchor and nowhere in the query; the
+    queries are 6-32 words, the draw is seeded, and a negative count is refused."""
+    from gear.tools.squad_check import (
+        CLOZE_MIN_QUERY_WORDS,
+        CLOZE_QUERY_WORDS,
+        cloze_triples,
+        split_squad,
+    )
+
+    articles, _ = split_squad(squad_dev_path, 3, 1, seed=0)
+    every = cloze_triples(articles, 10_000, seed=0)
+    triples = cloze_triples(articles, 40, seed=0)
+    assert len(triples) == 40 < len(every)
+    assert len({t["query_id"] for t in every}) == len(every)
+    for t in every:
+        words = t["query"].rstrip("?").split()
+        assert "what" in words and CLOZE_MIN_QUERY_WORDS <= len(words) <= CLOZE_QUERY_WORDS
+        assert t["document"][t["anchor"] : t["anchor"] + len(t["target"])] == t["target"]
+        assert t["target"] not in t["query"], t
+        assert 1 <= len(t["target"].split()) <= 4
+    # Names and numbers first: most targets are capitalised or numeric, as SQuAD answers mostly are.
+    named = sum(all(w[0].isupper() or w[0].isdigit() for w in t["target"].split()) for t in every)
+    assert named > len(every) / 2
+    assert cloze_triples(articles, 40, seed=0) == triples
+    assert cloze_triples(articles, 40, seed=1) != triples
+    with pytest.raises(ValueError, match="--cloze-queries"):
+        cloze_triples(articles, -1, seed=0)
+
+
+def test_answer_word_pairs_mark_the_words_of_the_answer():
+    """The units are the paragraph's words; the gold ones are those overlapping the first answer's
+    span (a partial word counts); a pair whose answer lies outside the text is left out."""
+    from gear.tools.squad_check import answer_word_pairs
+
+    text = "The Yuan dynasty was founded by Kublai Khan in 1271, after years of war."
+    pairs = [
+        {
+            "query": "Who founded it?",
+            "document": text,
+            "target": "Kublai Khan",
+            "anchor": text.index("Kublai"),
+        },
+        {"query": "When?", "document": text, "target": "127", "anchor": text.index("1271")},
+        {"query": "Lost?", "document": text, "target": "x", "anchor": len(text) + 5},
+    ]
+    queries, documents, words, gold = answer_word_pairs(pairs)
+    assert queries == ["Who founded it?", "When?"] and documents == [text, text]
+    assert [text[s:e] for s, e in words[0]] == text.split()
+    assert [[text[words[0][i][0] : words[0][i][1]] for i in g] for g in gold] == [
+        ["Kublai", "Khan"],
+        ["1271,"],
+    ]
 
 
 def test_merge_settings_descends_into_sections():
