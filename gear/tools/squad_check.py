@@ -23,7 +23,9 @@ query). Localization is measured on a seeded sample of 500 test pairs drawn from
 article (``--localization-pairs``; 0: all 1,470, about 4 minutes a model), exact match and
 what the decoder reads on the first 100 of them (``--generation-pairs``). The run ends with one
 ``squad_check summary:`` line. ``--evaluate FOLDER ...`` trains nothing and gives the same
-tables for saved GeAR models (about 2 minutes each).
+tables for saved GeAR models (about 2 minutes each). ``--validation-questions N`` holds out N
+questions of the training articles; their localization R@1 picks the epoch (or the evaluated
+model) that the summary line reports, which is otherwise the last.
 ``--variant GeAR_CL`` trains the contrastive loss alone, ``--lr`` sets the peak learning rate,
 ``--init scratch`` starts from a small random BERT instead, ``--sentence-queries N`` adds N
 RIR-style triples built from the training articles' sentences (keyword query -> the sentence),
@@ -555,6 +557,34 @@ def evaluate(
 SCRATCH_LAYERS = 2
 
 
+def validation_localization(model_dir: Path, validation: list[dict], layer: int) -> float:
+    """Localization R@1 at fusion ``layer`` on held-out questions of the training articles
+    (``--validation-questions``): the number that picks an epoch (or a model of ``--evaluate``)
+    without looking at the test articles. The questions were never trained on; their paragraphs
+    may have been, with other questions (and as keyword or cloze triples)."""
+    encoder = GearEncoder(model_dir, device="cpu")
+    questions, paragraphs, units, relevant = localization_pairs(validation)
+    scored = localize_units(
+        encoder.model,
+        encoder.tokenizer,
+        questions,
+        paragraphs,
+        units,
+        layers=[layer],
+        localization=LocalizationConfig(layer=layer),
+    )
+    return float(localization_metrics(scored.by_layer[layer], relevant, 1)["R@1"].mean())
+
+
+def chosen_row(rows: list[dict]) -> dict:
+    """The row the summary reports: the one of the highest validation R@1 (the earliest of equal
+    ones) when rows carry one, else the last (the pre-specified number of epochs)."""
+    if "validation R@1" not in rows[0]:
+        return rows[-1]
+    best = max(row["validation R@1"] for row in rows)
+    return next(row for row in rows if row["validation R@1"] == best)
+
+
 def scratch_bert(folder: Path, vocabulary_from: str, seed: int) -> Path:
     """A small randomly initialised BERT (2 layers, hidden 256) with MiniLM's vocabulary.
 
@@ -597,7 +627,22 @@ def run(args: argparse.Namespace) -> list[dict]:
         args.squad, args.train_articles, args.test_articles, args.seed
     )
     train, _, _ = squad_pairs(train_articles)
-    train = [train[i] for i in np.random.default_rng(args.seed).permutation(len(train))[: args.max_train]]
+    order = np.random.default_rng(args.seed).permutation(len(train))
+    if args.validation_questions < 0:
+        raise SystemExit(f"--validation-questions must be 0 or more, got {args.validation_questions}")
+    if args.validation_questions and args.max_train + args.validation_questions > len(train):
+        raise SystemExit(
+            f"--max-train {args.max_train} and --validation-questions {args.validation_questions} ask for "
+            f"more than the {len(train)} questions of the {args.train_articles} training articles"
+        )
+    # Validation questions come from the end of the same permutation: never trained on, and the
+    # training draw stays what it is without them.
+    validation = (
+        [train[i] for i in order[len(order) - args.validation_questions :]]
+        if args.validation_questions
+        else []
+    )
+    train = [train[i] for i in order[: args.max_train]]
     sentences = sentence_triples(
         train_articles, args.sentence_queries, args.seed, args.query_keywords, args.full_query_share
     )
@@ -654,7 +699,10 @@ def run(args: argparse.Namespace) -> list[dict]:
         model.save_pretrained(initial, tokenizer)
 
     def assess(model_dir: Path) -> dict:
-        return evaluate(
+        checked = {}
+        if validation:
+            checked["validation R@1"] = validation_localization(model_dir, validation, layer)
+        return checked | evaluate(
             model_dir,
             test,
             documents,
@@ -782,7 +830,18 @@ def run(args: argparse.Namespace) -> list[dict]:
                     f"| {row['epoch']} | {name} | {losses['right']:.3f} | {losses['other document']:.3f} | "
                     f"{losses['empty query']:.3f} |"
                 )
-    last = rows[-1]
+    last = chosen_row(rows)
+    if validation:
+        print(
+            f"\nValidation: localization R@1 at fusion layer {layer} on {len(validation)} held-out questions of "
+            f"the training articles (never trained on; their paragraphs may have been). The summary "
+            f"reports the row of the highest validation R@1 (the earliest of equal ones)."
+        )
+        print("| epoch | validation R@1 | test R@1 |")
+        print("|---|---|---|")
+        for row in rows:
+            print(f"| {row['epoch']} | {row['validation R@1']:.3f} | {row['loc R@1']:.3f} |")
+        print(f"validation picks epoch {last['epoch']}")
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "
         f"minilm_sentence_loc_r1={minilm:.3f} em={last['EM']:.3f} minutes={minutes:.0f}"
@@ -816,6 +875,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="with --query-keywords, this share of the keyword triples keeps its full query",
+    )
+    parser.add_argument(
+        "--validation-questions",
+        type=int,
+        default=0,
+        help="hold out this many training-article questions (never trained on) and let their "
+        "localization R@1 pick the epoch (or the --evaluate model) the summary reports",
     )
     parser.add_argument(
         "--cloze-queries",

@@ -45,6 +45,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         [
             *common,
             *("--out", str(tmp_path), "--max-train", "16", "--cloze-queries", "4"),
+            *("--validation-questions", "8"),
             *("--epochs", "1", "--batch-size", "4"),
         ]
     )
@@ -55,6 +56,7 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         line
         for line in table.splitlines()
         if re.match(r"^\| [01] \| ", line)
+        and line.count("|") > 10  # not the validation table's rows
         and not re.match(
             r"^\| [01] \| (questions|keyword queries|answer words|answers|keyword targets) \|", line
         )
@@ -81,7 +83,15 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
         re.MULTILINE,
     )
     assert summary, table
-    last = [c.strip() for c in rows[1].strip("|").split("|")]
+    # Held-out questions of the training articles pick the epoch the summary reports: the highest
+    # validation R@1, the earliest of equal ones.
+    validation = re.findall(r"^\| ([01]) \| (\d\.\d{3}) \| (\d\.\d{3}) \|$", table, re.MULTILINE)
+    assert [v[0] for v in validation] == ["0", "1"], table
+    scores = [float(v[1]) for v in validation]
+    picked = scores.index(max(scores))
+    assert f"validation picks epoch {picked}" in table, table
+    last = [c.strip() for c in rows[picked].strip("|").split("|")]
+    assert validation[picked][2] == last[5].split("/")[0].strip(), table
     assert summary.group(1) == last[5].split("/")[0].strip() and summary.group(2) == last[6], table
     assert summary.group(4) == last[10] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
@@ -279,6 +289,14 @@ def test_answer_word_pairs_mark_the_words_of_the_answer():
         ["Kublai", "Khan"],
         ["1271,"],
     ]
+
+
+def test_chosen_row_is_the_best_validation_row_or_the_last():
+    from gear.tools.squad_check import chosen_row
+
+    assert chosen_row([{"epoch": 0}, {"epoch": 1}]) == {"epoch": 1}
+    rows = [{"epoch": e, "validation R@1": v} for e, v in enumerate((0.30, 0.42, 0.42, 0.40))]
+    assert chosen_row(rows)["epoch"] == 1
 
 
 def test_merge_settings_descends_into_sections():
