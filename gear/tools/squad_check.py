@@ -113,6 +113,18 @@ def squad_pairs(articles: list) -> tuple[list[dict], list[str], list[str]]:
     return triples, documents, doc_ids
 
 
+def article_sentences(articles: list):
+    """Every sentence of ``articles``' paragraphs: (doc_id, paragraph text, sentence number, start
+    offset, end offset, the stripped sentence), as the split of ``SentenceSplitter``."""
+    splitter = SentenceSplitter()
+    for article in articles:
+        for number, paragraph in enumerate(article["paragraphs"]):
+            doc_id = f"{article['title']}-{number}"
+            text = paragraph["context"]
+            for unit, (start, end) in enumerate(splitter.split(text)):
+                yield doc_id, text, unit, start, end, text[start:end].strip()
+
+
 def sentence_triples(
     articles: list, count: int, seed: int, keywords: int = 0, full_share: float = 0.0
 ) -> list[dict]:
@@ -136,28 +148,22 @@ def sentence_triples(
     if not 0.0 <= full_share <= 1.0:
         raise ValueError(f"--full-query-share must lie in [0, 1], got {full_share}")
 
-    splitter = SentenceSplitter()
     triples, full_queries = [], []
-    for article in articles:
-        for number, paragraph in enumerate(article["paragraphs"]):
-            doc_id = f"{article['title']}-{number}"
-            text = paragraph["context"]
-            for unit, (start, end) in enumerate(splitter.split(text)):
-                sentence = text[start:end].strip()
-                query_id = f"{doc_id}-s{unit}"
-                phrases = clean_query(keyword_query(sentence), seed, query_id).split(", ")
-                if len(phrases) >= max(3, keywords + 2):
-                    full_queries.append(", ".join(phrases))
-                    triples.append(
-                        {
-                            "query_id": query_id,
-                            "query": ", ".join(phrases[:keywords] if keywords else phrases),
-                            "doc_id": doc_id,
-                            "document": text,
-                            "target": sentence,
-                            "anchor": start,
-                        }
-                    )
+    for doc_id, text, unit, start, _, sentence in article_sentences(articles):
+        query_id = f"{doc_id}-s{unit}"
+        phrases = clean_query(keyword_query(sentence), seed, query_id).split(", ")
+        if len(phrases) >= max(3, keywords + 2):
+            full_queries.append(", ".join(phrases))
+            triples.append(
+                {
+                    "query_id": query_id,
+                    "query": ", ".join(phrases[:keywords] if keywords else phrases),
+                    "doc_id": doc_id,
+                    "document": text,
+                    "target": sentence,
+                    "anchor": start,
+                }
+            )
     order = np.random.default_rng(seed).permutation(len(triples))[:count]
     full = round(full_share * len(order)) if keywords else 0
     return [{**triples[i], "query": full_queries[i]} if n < full else triples[i] for n, i in enumerate(order)]
@@ -184,44 +190,38 @@ def cloze_triples(articles: list, count: int, seed: int) -> list[dict]:
     phrase; the phrase of each sentence is drawn seeded as well."""
     if count < 0:
         raise ValueError(f"--cloze-queries must be 0 or more, got {count}")
-    splitter = SentenceSplitter()
     rng = np.random.default_rng(seed)
     triples = []
-    for article in articles:
-        for number, paragraph in enumerate(article["paragraphs"]):
-            doc_id = f"{article['title']}-{number}"
-            text = paragraph["context"]
-            for unit, (start, end) in enumerate(splitter.split(text)):
-                sentence = text[start:end].strip()
-                phrases = [
-                    phrase
-                    for phrase in dict.fromkeys(keyword_query(sentence).split(", "))
-                    if 1 <= len(phrase.split()) <= 4 and sentence.count(phrase) == 1
-                ]
-                named = [p for p in phrases if all(w[0].isupper() or w[0].isdigit() for w in p.split())]
-                choices = named or phrases
-                if not choices:
-                    continue
-                phrase = choices[int(rng.integers(len(choices)))]
-                at = sentence.index(phrase)
-                before = sentence[:at].split()
-                after = sentence[at + len(phrase) :].rstrip(" .!;:").split()
-                room = CLOZE_QUERY_WORDS - 1
-                keep_before = min(len(before), max(room // 2, room - len(after)))
-                keep_after = min(len(after), room - keep_before)
-                words = [*before[len(before) - keep_before :], "what", *after[:keep_after]]
-                if len(words) < CLOZE_MIN_QUERY_WORDS:
-                    continue
-                triples.append(
-                    {
-                        "query_id": f"{doc_id}-c{unit}",
-                        "query": " ".join(words) + "?",
-                        "doc_id": doc_id,
-                        "document": text,
-                        "target": phrase,
-                        "anchor": start + text[start:end].index(phrase),
-                    }
-                )
+    for doc_id, text, unit, start, end, sentence in article_sentences(articles):
+        phrases = [
+            phrase
+            for phrase in dict.fromkeys(keyword_query(sentence).split(", "))
+            if 1 <= len(phrase.split()) <= 4 and sentence.count(phrase) == 1
+        ]
+        named = [p for p in phrases if all(w[0].isupper() or w[0].isdigit() for w in p.split())]
+        choices = named or phrases
+        if not choices:
+            continue
+        phrase = choices[int(rng.integers(len(choices)))]
+        at = sentence.index(phrase)
+        before = sentence[:at].split()
+        after = sentence[at + len(phrase) :].rstrip(" .!;:").split()
+        room = CLOZE_QUERY_WORDS - 1
+        keep_before = min(len(before), max(room // 2, room - len(after)))
+        keep_after = min(len(after), room - keep_before)
+        words = [*before[len(before) - keep_before :], "what", *after[:keep_after]]
+        if len(words) < CLOZE_MIN_QUERY_WORDS:
+            continue
+        triples.append(
+            {
+                "query_id": f"{doc_id}-c{unit}",
+                "query": " ".join(words) + "?",
+                "doc_id": doc_id,
+                "document": text,
+                "target": phrase,
+                "anchor": start + text[start:end].index(phrase),
+            }
+        )
     order = np.random.default_rng(seed + 3).permutation(len(triples))[:count]
     return [triples[i] for i in order]
 
@@ -557,11 +557,12 @@ def evaluate(
 SCRATCH_LAYERS = 2
 
 
-def validation_localization(model_dir: Path, validation: list[dict], layer: int) -> float:
+def validation_localization(model_dir: Path, validation: list[dict], layer: int) -> tuple[float, float]:
     """Localization R@1 at fusion ``layer`` on held-out questions of the training articles
     (``--validation-questions``): the number that picks an epoch (or a model of ``--evaluate``)
     without looking at the test articles. The questions were never trained on; their paragraphs
-    may have been, with other questions (and as keyword or cloze triples)."""
+    may have been, with other questions (and as keyword or cloze triples). Returns the model's R@1
+    and the unit-length ranking's on the same questions."""
     encoder = GearEncoder(model_dir, device="cpu")
     questions, paragraphs, units, relevant = localization_pairs(validation)
     scored = localize_units(
@@ -573,7 +574,11 @@ def validation_localization(model_dir: Path, validation: list[dict], layer: int)
         layers=[layer],
         localization=LocalizationConfig(layer=layer),
     )
-    return float(localization_metrics(scored.by_layer[layer], relevant, 1)["R@1"].mean())
+    length = break_ties_at_random(scored.uniform, seed=0)
+    return (
+        float(localization_metrics(scored.by_layer[layer], relevant, 1)["R@1"].mean()),
+        float(localization_metrics(length, relevant, 1)["R@1"].mean()),
+    )
 
 
 def chosen_row(rows: list[dict]) -> dict:
@@ -701,7 +706,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     def assess(model_dir: Path) -> dict:
         checked = {}
         if validation:
-            checked["validation R@1"] = validation_localization(model_dir, validation, layer)
+            checked["validation R@1"], checked["validation length R@1"] = validation_localization(
+                model_dir, validation, layer
+            )
         return checked | evaluate(
             model_dir,
             test,
@@ -837,10 +844,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             f"the training articles (never trained on; their paragraphs may have been). The summary "
             f"reports the row of the highest validation R@1 (the earliest of equal ones)."
         )
-        print("| epoch | validation R@1 | test R@1 |")
-        print("|---|---|---|")
+        print("| epoch | validation R@1 | validation length R@1 | test R@1 |")
+        print("|---|---|---|---|")
         for row in rows:
-            print(f"| {row['epoch']} | {row['validation R@1']:.3f} | {row['loc R@1']:.3f} |")
+            print(
+                f"| {row['epoch']} | {row['validation R@1']:.3f} | {row['validation length R@1']:.3f} "
+                f"| {row['loc R@1']:.3f} |"
+            )
         print(f"validation picks epoch {last['epoch']}")
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "
