@@ -21,7 +21,17 @@ by catching a failed download. Comparing a new model is one entry in the registr
 load ``entry.model`` through :func:`gear.hub.resolve_model` (hub ids are fetched at the pinned
 revision only where the run allows downloads), ``sbert_rt`` / ``bge_rt`` load the folder the
 workflow trained (``layout.final_model(entry.name, scenario)``), ``gear`` loads
-``layout.final_model(entry.variant, scenario)`` through ``gear.inference.GearEncoder``.
+``layout.final_model(entry.variant, scenario)`` through ``gear.inference.GearEncoder``, and
+``gear_folder`` loads a GeAR model saved elsewhere (``python -m gear.tools.squad_check``'s epochs,
+a cluster run's ``model/``) as it is, with the same retrieval, localization and generation::
+
+    GeAR_squad:
+      kind: gear_folder
+      model: runs/squad_check/gear/epochs/epoch_2   # a "{scenario}" in it becomes qar or rir
+      pooling: mean
+      group: gear
+      tasks: [retrieval, localization, generation]
+      citation: "..."
 
 Two families of retrievers, told apart by ``kind``: dense ones (every kind above) are
 :class:`gear.encoding.TextEncoder` objects whose vectors the evaluation searches by inner product;
@@ -54,6 +64,9 @@ from gear.io import read_json
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
 TRAINED_KINDS = ("sbert_rt", "bge_rt", "gear")
+#: kinds whose model is a GeAR (cross-attention localization, generation): trained by the suite
+#: (``gear``) or a saved folder evaluated as it is (``gear_folder``)
+GEAR_KINDS = ("gear", "gear_folder")
 #: kinds that rank texts themselves (no vectors): :func:`build_lexical`
 LEXICAL_KINDS = ("bm25",)
 #: the rule that trains each trained kind (named in the error when its model is missing)
@@ -83,6 +96,11 @@ class ModelEntry:
     def trained_by_suite(self) -> bool:
         """Whether the workflow trains this model (its weights come from ``R/models``)."""
         return self.kind in TRAINED_KINDS
+
+    @property
+    def is_gear(self) -> bool:
+        """Whether the model is a GeAR (``GEAR_KINDS``): it localizes by cross-attention and generates."""
+        return self.kind in GEAR_KINDS
 
     @property
     def lexical(self) -> bool:
@@ -202,6 +220,38 @@ def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
     raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} is not trained by the suite")
 
 
+def saved_gear_folder(entry: ModelEntry, scenario: str) -> Path:
+    """The folder of a ``gear_folder`` entry for ``scenario``: ``entry.model`` with ``{scenario}``
+    replaced by ``qar`` or ``rir`` (one folder serves both scenarios when it has none).
+
+    Raises:
+        FileNotFoundError: no saved GeAR model there (names the entry, the folder and what to do).
+    """
+    if entry.kind != "gear_folder":
+        raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} is not gear_folder")
+    folder = Path(entry.model.replace("{scenario}", scenario))
+    config = folder / "config.json"
+    found = read_json(config) if config.is_file() else None
+    if not (isinstance(found, dict) and found.get("model_type") == "gear"):
+        what = (
+            "has no config.json"
+            if found is None
+            else "holds no GeAR model (config.json model_type is not 'gear')"
+        )
+        raise FileNotFoundError(
+            f"registry entry {entry.name}: {folder} (scenario {scenario}) {what}; point the entry's "
+            "model at a saved GeAR folder (a trained model/ or epochs/epoch_N folder of this suite)"
+        )
+    return folder
+
+
+def gear_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
+    """The GeAR folder a ``gear`` or ``gear_folder`` entry evaluates on ``scenario``, checked."""
+    if entry.kind == "gear_folder":
+        return saved_gear_folder(entry, scenario)
+    return _require_trained(entry, scenario, layout)
+
+
 def _check_trained_pooling(entry: ModelEntry, folder: Path) -> None:
     """A retrained model records how it pooled in training; the entry must pool the same way."""
     record = folder / "train_config.json"
@@ -281,10 +331,11 @@ def build_encoder(entry: ModelEntry, cfg: dict, scenario: str, layout, device: s
         device: "cuda", "cuda:1", "cpu"; None picks CUDA when available.
 
     Returns:
-        an adapter from :mod:`baselines.adapters`, or ``gear.inference.GearEncoder`` for ``gear``.
+        an adapter from :mod:`baselines.adapters`, or ``gear.inference.GearEncoder`` for the
+        GeAR kinds (``GEAR_KINDS``).
     """
-    if entry.kind == "gear":
-        folder = _require_trained(entry, scenario, layout)
+    if entry.is_gear:
+        folder = gear_model_dir(entry, scenario, layout)
         # Imported here: GeAR's model code is heavy and not needed by the baselines.
         from gear.inference import GearEncoder
 

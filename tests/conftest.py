@@ -117,3 +117,16 @@ def tiny_bert_path(tmp_path_factory, minilm_path) -> Path:
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gear_path(tmp_path_factory, tiny_bert_path) -> Path:
+    """An (untrained) tiny GeAR model folder built from ``tiny_bert_path``, saved with its tokenizer."""
+    from gear.model.modeling import build_from_bert
+
+    folder = tmp_path_factory.mktemp("tiny_gear")
+    model, tokenizer, _ = build_from_bert(
+        tiny_bert_path, seed=0, max_query_tokens=16, max_document_tokens=32, max_target_tokens=16
+    )
+    model.save_pretrained(folder, tokenizer)
+    return folder

@@ -45,7 +45,7 @@ import logging
 
 import numpy as np
 
-from baselines.registry import ModelEntry, build_encoder, build_lexical, trained_model_dir
+from baselines.registry import ModelEntry, build_encoder, build_lexical, gear_model_dir
 from gear.config import dataclass_from_mapping
 from gear.evaluation.analyses import epoch_analysis, layer_analysis
 from gear.evaluation.dataset import EvalDataset
@@ -126,13 +126,13 @@ def run_model(
     settings = EvaluateSettings.from_config(cfg["evaluate"])
     if entry.lexical:  # BM25: ranks documents and the gold document's units from their text
         encoder = build_lexical(entry)
-    elif "retrieval" in entry.tasks or entry.kind != "gear":
+    elif "retrieval" in entry.tasks or not entry.is_gear:
         encoder = build_encoder(entry, cfg, scenario, layout)
     else:
         encoder = None
     gear_model = None
-    if entry.kind == "gear" and {"localization", "generation"} & set(entry.tasks):
-        gear_model = load_gear(trained_model_dir(entry, scenario, layout))
+    if entry.is_gear and {"localization", "generation"} & set(entry.tasks):
+        gear_model = load_gear(gear_model_dir(entry, scenario, layout))
     for dataset, (corpus, queries) in datasets.items():
         data = EvalDataset.load(dataset, corpus, queries)
         common = {"provenance_config": cfg, "model_name": entry.name}

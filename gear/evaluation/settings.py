@@ -51,6 +51,7 @@ class EvaluateSettings:
     generation: GenerationSettings
     bootstrap: BootstrapSettings
     models: tuple[str, ...] = ()
+    extra_models: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     epoch_analysis: dict = field(default_factory=dict)
     layer_analysis: tuple[str, ...] = ()

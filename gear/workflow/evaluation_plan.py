@@ -17,18 +17,24 @@ from gear.layout import Layout, dataset_tasks, scenario_of
 
 
 def model_input(entry, scenario: str, layout: Layout) -> Path | None:
-    """The trained model folder an evaluation of ``entry`` reads (a rule input), None for
-    pretrained models (resolved when the workflow starts, see ``gear.workflow.plan``)."""
-    return trained_model_dir(entry, scenario, layout) if entry.trained_by_suite else None
+    """The model folder an evaluation of ``entry`` reads (a rule input): the trained one, or a
+    ``gear_folder`` entry's saved folder (checked when the workflow starts, ``gear.workflow.plan``);
+    None for pretrained models (resolved when the workflow starts)."""
+    if entry.trained_by_suite:
+        return trained_model_dir(entry, scenario, layout)
+    if entry.kind == "gear_folder":
+        return Path(entry.model.replace("{scenario}", scenario))
+    return None
 
 
 def has_layer_analysis(entry) -> bool:
-    """GeAR variants that localize by cross-attention get Figure 4c."""
-    return entry.kind == "gear" and "localization" in entry.tasks
+    """GeAR models (trained or saved) that localize by cross-attention get Figure 4c's analysis."""
+    return entry.is_gear and "localization" in entry.tasks
 
 
 def has_epoch_analysis(entry) -> bool:
-    """GeAR variants with localization and generation get Figure 4a/b."""
+    """GeAR variants the suite trains, with localization and generation, get Figure 4a/b (a saved
+    ``gear_folder`` model has no epochs of this run)."""
     return entry.kind == "gear" and {"localization", "generation"} <= set(entry.tasks)
 
 
@@ -90,6 +96,10 @@ def model_job_outputs(entry, cfg: dict, scenario: str, layout: Layout) -> dict[s
     return outputs
 
 
+#: ``evaluate`` keys that select jobs and are no setting of a job: left out of its params
+JOB_SELECTION_KEYS = ("models", "extra_models", "datasets", "layer_analysis")
+
+
 def job_config(cfg: dict, entry: ModelEntry | None = None) -> dict:
     """The config sections an evaluation job of ``entry`` needs (a rule's ``params``), so that
     editing an unrelated section (training, reports, another model's settings) reruns nothing.
@@ -100,10 +110,8 @@ def job_config(cfg: dict, entry: ModelEntry | None = None) -> dict:
     """
     keys = ("allow_downloads", "model_paths", "results_dir", "reports_dir")
     subset = {key: cfg[key] for key in keys}
-    subset["evaluate"] = {
-        k: v for k, v in cfg["evaluate"].items() if k not in ("models", "datasets", "layer_analysis")
-    }
-    if entry is None or entry.kind == "gear":
+    subset["evaluate"] = {k: v for k, v in cfg["evaluate"].items() if k not in JOB_SELECTION_KEYS}
+    if entry is None or entry.is_gear:
         subset["gear"] = {"localization": cfg["gear"]["localization"]}
     return subset
 

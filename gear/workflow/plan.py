@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from baselines.adapters import FLAG_EMBEDDING_KINDS, flag_embedding_problem
-from baselines.registry import PRETRAINED_KINDS, ModelEntry
+from baselines.registry import PRETRAINED_KINDS, ModelEntry, saved_gear_folder
 from gear.hub import ModelSource, ModelUnavailableError
+from gear.layout import scenario_of
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def required_models(cfg: dict, entries: list[ModelEntry]) -> list[ModelNeed]:
 
 
 def plan_models(cfg: dict, entries: list[ModelEntry]) -> tuple[dict[str, str], ModelUnavailableError | None]:
-    """Resolve every required model, collecting the failures instead of raising.
+    """Resolve every required model and check every saved GeAR folder (``gear_folder`` entries, for
+    each evaluated scenario), collecting the failures instead of raising.
 
     Returns:
         (model id -> local folder, or the hub id where downloads are allowed; an unavailable
@@ -68,6 +70,14 @@ def plan_models(cfg: dict, entries: list[ModelEntry]) -> tuple[dict[str, str], M
         except ModelUnavailableError as err:
             resolved[item.model] = item.model
             failures.append(f"- needed by {item.purpose}: {err}")
+    scenarios = sorted({scenario_of(d) for d in cfg["evaluate"]["datasets"]})
+    for entry in entries:
+        if entry.kind == "gear_folder":
+            for scenario in scenarios:
+                try:
+                    saved_gear_folder(entry, scenario)
+                except FileNotFoundError as err:
+                    failures.append(f"- {err}")
     if failures:
         return resolved, ModelUnavailableError(
             "models this run needs are unavailable:\n" + "\n".join(failures)

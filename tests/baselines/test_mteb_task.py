@@ -14,7 +14,6 @@ from gear.evaluation.retrieval import evaluate_retrieval
 from gear.evaluation.settings import EvaluateSettings
 from gear.io import DataFormatError, file_sha256
 from tests.baselines.helpers import PAIRS
-from tests.gear.conftest import tiny_gear_path  # noqa: F401 (fixture)
 
 pytest.importorskip("mteb", reason="mteb is not installed")
 
@@ -122,7 +121,7 @@ def test_local_task_rejects_a_query_with_an_unknown_document(tmp_path):
 
 
 @pytest.mark.slow
-def test_gear_as_an_mteb_model_scores_like_the_suite(tmp_path, tiny_gear_path):  # noqa: F811
+def test_gear_as_an_mteb_model_scores_like_the_suite(tmp_path, tiny_gear_path):
     """A GeAR folder loaded through its ModelMeta's loader: mteb's R@k / MRR@k equal the suite's
     own retrieval evaluation of the same folder on the same test set."""
     import mteb

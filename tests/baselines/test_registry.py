@@ -227,3 +227,65 @@ def test_extra_models_follow_the_default_list(mini_config):
         run_models(registry, dict(evaluate, extra_models=["MiniLM"]))
     with pytest.raises(ConfigError, match=r"evaluate\.extra_models: expected unique|extra_models"):
         validate_config(dict(mini_config, evaluate=dict(evaluate, extra_models=["BM25", "BM25"])))
+
+
+def _gear_folder_entry(tmp_path: Path, model: str) -> ModelEntry:
+    path = write_registry(
+        tmp_path / "registry.yaml",
+        Saved={
+            "kind": "gear_folder",
+            "model": model,
+            "pooling": "mean",
+            "group": "gear",
+            "tasks": ["retrieval", "localization", "generation"],
+            "citation": "test",
+        },
+    )
+    return load_registry(path)["Saved"]
+
+
+def test_a_gear_folder_entry_names_a_saved_gear_per_scenario(tmp_path, tiny_gear_path, run_config):
+    from baselines.registry import saved_gear_folder
+    from gear.inference import GearEncoder
+
+    for scenario in ("qar", "rir"):
+        (tmp_path / scenario).symlink_to(tiny_gear_path)
+    entry = _gear_folder_entry(tmp_path, str(tmp_path / "{scenario}"))
+    assert entry.is_gear and not entry.trained_by_suite
+    assert saved_gear_folder(entry, "rir") == tmp_path / "rir"
+    encoder = build_encoder(entry, run_config, "qar", Layout.from_config(run_config), device="cpu")
+    assert isinstance(encoder, GearEncoder)
+    check_models({**run_config, "evaluate": {**run_config["evaluate"], "models": []}}, [entry])
+
+
+def test_a_gear_folder_entry_without_a_gear_fails_before_any_work(tmp_path, minilm_path, run_config):
+    """A missing folder, or one holding another model, fails the run's planning step, naming the
+    entry, the folder, the scenario and what to point the entry at."""
+    missing = _gear_folder_entry(tmp_path, str(tmp_path / "nowhere" / "{scenario}"))
+    with pytest.raises(ModelUnavailableError) as error:
+        check_models(run_config, [missing])
+    message = str(error.value)
+    assert "registry entry Saved" in message and str(tmp_path / "nowhere" / "qar") in message
+    assert "has no config.json" in message and "saved GeAR folder" in message
+    other = _gear_folder_entry(tmp_path, str(minilm_path))
+    with pytest.raises(
+        FileNotFoundError, match=r"holds no GeAR model \(config\.json model_type is not 'gear'\)"
+    ):
+        build_encoder(other, run_config, "qar", Layout.from_config(run_config), device="cpu")
+
+
+def test_a_gear_folder_entry_takes_no_variant(tmp_path):
+    path = write_registry(
+        tmp_path / "registry.yaml",
+        Saved={
+            "kind": "gear_folder",
+            "model": "x",
+            "variant": "GeAR",
+            "pooling": "mean",
+            "group": "gear",
+            "tasks": ["retrieval"],
+            "citation": "test",
+        },
+    )
+    with pytest.raises(ConfigError, match="Saved"):
+        load_registry(path)

@@ -122,19 +122,6 @@ def triples_file(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_gear_path(tmp_path_factory, tiny_bert_path) -> Path:
-    """An (untrained) tiny GeAR model folder built from ``tiny_bert_path``, saved with its tokenizer."""
-    from gear.model.modeling import build_from_bert
-
-    folder = tmp_path_factory.mktemp("tiny_gear")
-    model, tokenizer, _ = build_from_bert(
-        tiny_bert_path, seed=0, max_query_tokens=16, max_document_tokens=32, max_target_tokens=16
-    )
-    model.save_pretrained(folder, tokenizer)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def trained_tiny_gear(tmp_path_factory, tiny_bert_path, _mini_config) -> Path:
     """A trained tiny GeAR (``train_gear``, one epoch of 3 steps, localization layer 2 of 2)."""
     import copy

@@ -383,6 +383,19 @@ def test_settings_from_config(config, paper_config):
         EvaluateSettings.from_config({**config["evaluate"], "retrieval": {"depth": 3, "k": 5}})
 
 
+def test_extra_models_do_not_reach_the_evaluation_jobs(config):
+    """README's "Compare your model" adds models with evaluate.extra_models: the jobs' params are
+    the same with and without it (no other model's evaluation reruns), and they load."""
+    from baselines.registry import load_registry
+
+    entry = load_registry(REPO_ROOT / config["registry"])["GeAR"]
+    extra = copy.deepcopy(config)
+    extra["evaluate"]["extra_models"] = ["BM25"]
+    assert job_config(extra, entry) == job_config(config, entry)
+    EvaluateSettings.from_config(job_config(extra, entry)["evaluate"])
+    EvaluateSettings.from_config(extra["evaluate"])
+
+
 def test_evaluation_targets_follow_the_registry_tasks(config):
     from baselines.registry import load_registry, select_models
 
@@ -666,9 +679,10 @@ def test_evaluation_plan_patterns_and_inputs(config):
 
 
 @pytest.mark.slow
-def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config):
+def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config, gear_folders):
     """evaluate.smk with common.smk: the DAG of a whole mini run resolves (trained models stubbed
-    as existing folders, since the training rules live in other rule files)."""
+    as existing folders, since the training rules live in other rule files), with a saved GeAR
+    (``gear_folder``) added through ``evaluate.extra_models``: its two jobs, no epoch analysis."""
     import subprocess
     import sys
 
@@ -677,7 +691,18 @@ def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config):
     cfg = copy.deepcopy(config)
     cfg["results_dir"] = str(tmp_path / "results")
     cfg["reports_dir"] = str(tmp_path / "reports")
-    cfg["registry"] = str(REPO_ROOT / config["registry"])
+    registry = yaml.safe_load((REPO_ROOT / config["registry"]).read_text(encoding="utf-8"))
+    registry["models"]["GeAR_saved"] = {
+        "kind": "gear_folder",
+        "model": str(gear_folders["epoch_2"]),
+        "pooling": "mean",
+        "group": "gear",
+        "tasks": ["retrieval", "localization", "generation"],
+        "citation": "test",
+    }
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
+    cfg["registry"] = str(tmp_path / "registry.yaml")
+    cfg["evaluate"]["extra_models"] = ["GeAR_saved"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     rules = REPO_ROOT / "workflow" / "rules"
     (tmp_path / "Snakefile").write_text(
@@ -716,7 +741,7 @@ def test_snakemake_dry_run_plans_every_evaluation(tmp_path, config):
         for line in done.stdout.splitlines()
         if line.strip() and line.split()[-1].isdigit()
     }
-    models = cfg["evaluate"]["models"]
+    models = [*cfg["evaluate"]["models"], "GeAR_saved"]
     assert {f"evaluate_{m}_{s}" for m in models for s in ("qar", "rir")} <= set(counts)
     assert all(counts[f"evaluate_{m}_{s}"] == 1 for m in models for s in ("qar", "rir"))
     assert counts["epoch_analysis"] == 2
@@ -737,3 +762,57 @@ def test_squad_baseline_command(tmp_path, squad_dir, capsys):
     assert set(summary["localization"]["metrics"]) == {"R@1", "M@1"}
     table = capsys.readouterr().out
     assert "| retrieval | R@5 |" in table and "| localization | M@1 |" in table
+
+
+def test_a_saved_gear_folder_is_evaluated_as_the_trained_one(
+    tmp_path, squad_dir, config, gear_folders, single_thread
+):
+    """A ``gear_folder`` entry (a GeAR saved elsewhere: squad_check's epochs, a cluster run) gets
+    the same job as the trained GeAR: the same files and, for the same weights, the same numbers;
+    it has a layer analysis but no epoch analysis, and its folder is the job's input."""
+    import dataclasses
+    import shutil
+
+    from baselines.registry import load_registry
+    from gear.workflow.evaluation_plan import has_epoch_analysis, has_layer_analysis, model_input
+
+    cfg = copy.deepcopy(config)
+    cfg["results_dir"], cfg["reports_dir"] = str(tmp_path / "results"), str(tmp_path / "reports")
+    cfg["evaluate"]["bootstrap"]["resamples"] = 50
+    cfg["evaluate"]["generation"]["max_new_tokens"] = 3
+    cfg["evaluate"]["datasets"] = ["squad"]
+    cfg["evaluate"]["layer_analysis"] = ["squad"]
+    cfg["gear"]["localization"]["layer"] = 2
+    layout = Layout.from_config(cfg)
+    trained = load_registry(REPO_ROOT / cfg["registry"])["GeAR"]
+    shutil.copytree(gear_folders["epoch_2"], layout.final_model("GeAR", "qar"))
+    saved = dataclasses.replace(
+        trained,
+        name="GeAR_saved",
+        kind="gear_folder",
+        variant=None,
+        model=str(gear_folders["epoch_2"].parent / "epoch_{scenario}"),
+    )
+    (gear_folders["epoch_2"].parent / "epoch_qar").symlink_to(gear_folders["epoch_2"])
+    assert model_input(saved, "qar", layout) == gear_folders["epoch_2"].parent / "epoch_qar"
+    assert has_layer_analysis(saved) and not has_epoch_analysis(saved)
+    assert job_config(cfg, saved)["gear"] == {"localization": cfg["gear"]["localization"]}
+    data = {"squad": (squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl")}
+    results = {}
+    for entry in (trained, saved):
+        outputs = model_job_outputs(entry, cfg, "qar", layout)
+        assert {k.split("_", 1)[1] for k in outputs} == {
+            "retrieval",
+            "run",
+            "qrels",
+            "localization",
+            "generation",
+            "layers",
+        }
+        run_model(entry, job_config(cfg, entry), "qar", data, outputs)
+        results[entry.name] = {k: read_json(p) for k, p in outputs.items() if str(p).endswith(".json")}
+    for key in ("squad_localization", "squad_generation", "squad_layers"):
+        assert results["GeAR_saved"][key]["metrics"] == results["GeAR"][key]["metrics"], key
+    assert (
+        results["GeAR_saved"]["squad_retrieval"]["metrics"] == results["GeAR"]["squad_retrieval"]["metrics"]
+    )

@@ -145,9 +145,11 @@ def _metric_legend(
         )
         + (" Brackets: the 95% bootstrap confidence interval." if show_ci else "")
         + (
-            f" Reference rows: on the same queries as GeAR, the ranking uniform cross-attention gives "
-            f"(units by their number of tokens) and a seeded random ranking; '[{AT_LENGTH}]' marks a "
-            "GeAR value that does not beat the unit-length row (no localization shown)."
+            f" Reference rows: on the same queries as GeAR (the first GeAR row's tokenizer and document "
+            f"truncation), the ranking uniform cross-attention gives (units by their number of tokens) "
+            f"and a seeded random ranking; '[{AT_LENGTH}]' marks a GeAR value that does not beat the "
+            "unit-length ranking of its own result (no localization shown), which differs from the row "
+            "for a GeAR that reads fewer document tokens."
             if with_references
             else ""
         )
