@@ -60,7 +60,8 @@ training state ``out_root/state/step_{n}`` (model, momentum encoders, queues, te
 optimizer, schedule position, epoch and position in the epoch, every process's RNG states and
 loss accumulators, the log so far), written atomically with a manifest of SHA-256 checksums
 written last. Running the same command again resumes from the newest state whose manifest
-verifies (a truncated or corrupt one is skipped with a warning; the last two are kept) and ends
+verifies (a truncated or corrupt one is skipped with a warning; the last two are kept, and a
+run that reaches its last step removes them once its model is written) and ends
 with bitwise the same weights on CPU as a run that never stopped: the data order depends only on
 ``(seed, epoch)``, and every RNG is restored. A state written under a different configuration,
 data file (every byte hashed), training code (the source of :data:`TRAINING_CODE`) or number of
@@ -372,6 +373,11 @@ def train_gear(
                 break
     progress.close()
     final = _write_final_model(run)
+    if run.rank == 0 and run.step >= run.total_steps:
+        # A finished run's states are never resumed (a rerun trains afresh, see _resume): they
+        # would only hold the disk (1.1 GB each for the mini model, the two newest kept).
+        run.store.clear()
+        log.info("training finished: its resume states in %s are removed", run.state_root)
     if is_distributed():
         dist.barrier()
     return final

@@ -613,8 +613,15 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
     import gear.training.trainer
 
     triples, cfg, reference = uninterrupted_run
+    # A run that reaches its last step removes its resume states once its model is written.
+    assert not list((reference.parent / "state").glob("step_*"))
+    # One killed between writing its model and that clean-up keeps them: a run whose clean-up
+    # does nothing stands in for it.
     out = tmp_path / "out"
-    train_gear(triples, out, cfg, "GeAR", "qar")
+    with monkeypatch.context() as killed_before_cleanup:
+        killed_before_cleanup.setattr(StateStore, "clear", lambda self: None)
+        train_gear(triples, out, cfg, "GeAR", "qar")
+    assert sorted(p.name for p in (out / "state").glob("step_*")) == ["step_10", "step_12"]
     shutil.rmtree(out / "model")
     shutil.rmtree(out / "epochs")
     caplog.set_level(logging.INFO, logger="gear.training")
@@ -623,6 +630,7 @@ def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, ca
         "holds a finished run (step 12 of 12): training afresh" in caplog.text
         and "resuming" not in caplog.text
     )
+    assert not list((out / "state").glob("step_*"))
     steps = [r["step"] for r in map(json.loads, (final / "train_log.jsonl").read_text().splitlines())]
     assert steps[0] < 12 and json.loads((final / "train_config.json").read_text())["steps"] == 12
     _assert_bitwise_equal(final, reference)
