@@ -729,10 +729,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                 raise SystemExit(
                     f"--evaluate {folder}: not a saved GeAR model folder (config.json with model_type gear)"
                 )
-            rows.append({"epoch": f"m{i}", **assess(Path(folder))})
+            rows.append({"epoch": f"m{i}", "model": str(Path(folder).resolve()), **assess(Path(folder))})
             print(f"m{i} = {folder} evaluated: {rows[-1]}", flush=True)
     else:
-        rows = [{"epoch": 0, **assess(initial)}]
+        rows = [{"epoch": 0, "model": str(Path(initial).resolve()), **assess(initial)}]
         print(f"epoch 0 evaluated: {rows[0]}", flush=True)
         start = time.perf_counter()
         model_dir = train_gear(triples_path, out / "gear", cfg, args.variant, "qar")
@@ -742,10 +742,12 @@ def run(args: argparse.Namespace) -> list[dict]:
         epochs = [json.loads(line) for line in (model_dir / "train_log.jsonl").read_text().splitlines()]
         losses = {r["epoch"]: r for r in epochs if r["event"] == "epoch"}
         for epoch in range(1, args.epochs + 1):
-            metrics = assess(out / "gear" / "epochs" / f"epoch_{epoch}")
+            folder = out / "gear" / "epochs" / f"epoch_{epoch}"
+            metrics = assess(folder)
             rows.append(
                 {
                     "epoch": epoch,
+                    "model": str(folder.resolve()),
                     **{k: losses[epoch][k] for k in ("cl_loss", "lm_loss") if k in losses[epoch]},
                     **metrics,
                 }
@@ -852,6 +854,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                 f"| {row['loc R@1']:.3f} |"
             )
         print(f"validation picks epoch {last['epoch']}")
+    print(
+        f"\nThe reported model is {last['model']}. To evaluate it on the suite's benchmarks beside the "
+        'suite\'s GeAR (README "Compare your model"), add a registry entry and name it in '
+        "evaluate.extra_models:\n"
+        f"  GeAR_squad_check: {{kind: gear_folder, model: {json.dumps(last['model'])}, pooling: mean, "
+        "group: gear, tasks: [retrieval, localization, generation], "
+        f'citation: "squad_check, epoch {last["epoch"]}"}}'
+    )
     print(
         f"squad_check summary: gear_loc_r1={last['loc R@1']:.3f} length_loc_r1={last['length R@1']:.3f} "
         f"minilm_sentence_loc_r1={minilm:.3f} em={last['EM']:.3f} minutes={minutes:.0f}"

@@ -99,6 +99,21 @@ def test_squad_check_trains_and_reports_every_metric(squad_dev_path, tmp_path, c
     assert summary.group(1) == last[5].split("/")[0].strip() and summary.group(2) == last[6], table
     assert summary.group(4) == last[10] and 0 <= float(summary.group(3)) <= 1, table
     assert (tmp_path / "gear" / "epochs" / "epoch_1").is_dir()
+    # The reported model as a registry entry (kind gear_folder) that the registry accepts.
+    import yaml
+
+    from baselines.registry import load_registry, saved_gear_folder
+
+    entry_line = re.search(r"^  (GeAR_squad_check: \{kind: gear_folder, .*\})$", table, re.MULTILINE)
+    assert entry_line, table
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({"models": yaml.safe_load(entry_line.group(1))}), encoding="utf-8")
+    entry = load_registry(registry)["GeAR_squad_check"]
+    reported = tmp_path / "gear" / "epochs" / "epoch_1" if picked == 1 else None
+    if reported is not None:
+        assert saved_gear_folder(entry, "qar") == reported.resolve()
+    else:  # epoch 0: the untrained start
+        assert saved_gear_folder(entry, "qar").is_dir()
     # Localization by fusion layer (the scratch BERT has 2; the main table uses the last), for the
     # questions and the test articles' keyword queries, each beside its length ranking and MiniLM's
     # sentence similarity (for the questions, the summary's).
