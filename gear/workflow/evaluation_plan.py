@@ -18,12 +18,16 @@ from gear.layout import Layout, dataset_tasks, scenario_of
 
 def model_input(entry, scenario: str, layout: Layout) -> Path | None:
     """The model folder an evaluation of ``entry`` reads (a rule input): the trained one, or a
-    ``gear_folder`` entry's saved folder (checked when the workflow starts, ``gear.workflow.plan``);
+    ``gear_folder`` entry's saved folder where it exists (checked when the workflow starts,
+    ``gear.workflow.plan``);
     None for pretrained models (resolved when the workflow starts)."""
     if entry.trained_by_suite:
         return trained_model_dir(entry, scenario, layout)
     if entry.kind == "gear_folder":
-        return Path(entry.model.replace("{scenario}", scenario))
+        # A missing folder is no input: the run's start then stops with the planning check's
+        # message (gear.workflow.plan), which names the entry, instead of Snakemake's missing input.
+        folder = Path(entry.model.replace("{scenario}", scenario))
+        return folder if folder.exists() else None
     return None
 
 

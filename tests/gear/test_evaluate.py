@@ -795,6 +795,9 @@ def test_a_saved_gear_folder_is_evaluated_as_the_trained_one(
     )
     (gear_folders["epoch_2"].parent / "epoch_qar").symlink_to(gear_folders["epoch_2"])
     assert model_input(saved, "qar", layout) == gear_folders["epoch_2"].parent / "epoch_qar"
+    # rir's folder is missing: no rule input, so that the run's start stops with the planning
+    # check's message naming the entry (tests/baselines/test_registry.py) instead of Snakemake's.
+    assert model_input(saved, "rir", layout) is None
     assert has_layer_analysis(saved) and not has_epoch_analysis(saved)
     assert job_config(cfg, saved)["gear"] == {"localization": cfg["gear"]["localization"]}
     data = {"squad": (squad_dir / "corpus.jsonl", squad_dir / "queries.jsonl")}
