@@ -369,6 +369,21 @@ Finished jobid: 1 (Rule: table_1)
         summarise_workflow(results, log_dir)
 
 
+def test_a_one_core_run_log_parses(tmp_path):
+    """Snakemake words a one-core run's cores line differently ("1 (use --cores to define
+    parallelism)"); any log in the folder is parsed while looking for the run's own."""
+    from gear.tools.bench.workflow import parse_snakemake_log
+
+    log = tmp_path / "one.snakemake.log"
+    log.write_text(
+        SNAKEMAKE_LOG.format(R="results").replace(
+            "Provided cores: 2", "Provided cores: 1 (use --cores to define parallelism)"
+        )
+    )
+    jobs, meta = parse_snakemake_log(log)
+    assert meta["cores"] == 1 and {job.rule for job in jobs} >= {"build_qa", "train_gear"}
+
+
 def test_workflow_summary_without_any_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the workflow first"):
         summarise_workflow(tmp_path / "results", tmp_path / "no-logs")

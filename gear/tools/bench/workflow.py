@@ -23,6 +23,7 @@ _RULE_START = re.compile(r"^(?:local)?rule (\S+):$")
 _FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
 _ERROR = re.compile(r"^Error in rule (\S+):$")
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
+_CORES = re.compile(r"^Provided cores: (\d+)")
 _ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
@@ -77,8 +78,8 @@ def parse_snakemake_log(path: str | os.PathLike) -> tuple[list[JobRecord], dict]
             meta["command"] = line.split(":", 1)[1].strip()
         elif line.strip().startswith("Date:") and meta["date"] is None:
             meta["date"] = line.split(":", 1)[1].strip()
-        elif line.startswith("Provided cores:"):
-            meta["cores"] = int(line.split(":", 1)[1])
+        elif match := _CORES.match(line):  # "Provided cores: 1 (use --cores to define parallelism)"
+            meta["cores"] = int(match.group(1))
         elif match := _ELAPSED.match(line):
             days, hours, minutes, seconds = match.groups()
             meta["elapsed_s"] = (
