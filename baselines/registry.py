@@ -59,7 +59,7 @@ from baselines.adapters import ADAPTERS, EncoderSpec
 from baselines.lexical import BM25Retriever, BM25Settings
 from gear.config import REPO_ROOT, ConfigError, dataclass_from_mapping, load_yaml, validate_against_schema
 from gear.hub import ModelSource, local_model_folder
-from gear.io import read_json
+from gear.io import is_gear_folder, read_json
 
 REGISTRY_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "baselines.schema.yaml"
 PRETRAINED_KINDS = ("sentence_transformers", "hf_encoder", "flag_embedding")
@@ -220,6 +220,12 @@ def trained_model_dir(entry: ModelEntry, scenario: str, layout) -> Path:
     raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} is not trained by the suite")
 
 
+def gear_folder_path(entry: ModelEntry, scenario: str) -> Path:
+    """Where a ``gear_folder`` entry's model for ``scenario`` is: ``entry.model`` with
+    ``{scenario}`` replaced by ``qar`` or ``rir`` (unchecked: :func:`saved_gear_folder` checks)."""
+    return Path(entry.model.replace("{scenario}", scenario))
+
+
 def saved_gear_folder(entry: ModelEntry, scenario: str) -> Path:
     """The folder of a ``gear_folder`` entry for ``scenario``: ``entry.model`` with ``{scenario}``
     replaced by ``qar`` or ``rir`` (one folder serves both scenarios when it has none).
@@ -229,18 +235,12 @@ def saved_gear_folder(entry: ModelEntry, scenario: str) -> Path:
     """
     if entry.kind != "gear_folder":
         raise ValueError(f"registry entry {entry.name}: kind {entry.kind!r} is not gear_folder")
-    folder = Path(entry.model.replace("{scenario}", scenario))
-    config = folder / "config.json"
-    found = read_json(config) if config.is_file() else None
-    if not (isinstance(found, dict) and found.get("model_type") == "gear"):
-        what = (
-            "has no config.json"
-            if found is None
-            else "holds no GeAR model (config.json model_type is not 'gear')"
-        )
+    folder = gear_folder_path(entry, scenario)
+    if not is_gear_folder(folder):
         raise FileNotFoundError(
-            f"registry entry {entry.name}: {folder} (scenario {scenario}) {what}; point the entry's "
-            "model at a saved GeAR folder (a trained model/ or epochs/epoch_N folder of this suite)"
+            f"registry entry {entry.name}: {folder} (scenario {scenario}) is no saved GeAR folder "
+            "(config.json with model_type gear); point the entry's model at one (a trained model/ "
+            "or epochs/epoch_N folder of this suite)"
         )
     return folder
 

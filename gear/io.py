@@ -258,3 +258,13 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     """Short hex hash of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def is_gear_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a local folder holding a saved GeAR model (``config.json`` with
+    ``model_type: gear``); malformed JSON raises, naming the file and line."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    content = read_json(config)  # malformed JSON: DataFormatError naming the file and line
+    return isinstance(content, dict) and content.get("model_type") == "gear"

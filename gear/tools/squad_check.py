@@ -65,10 +65,10 @@ from gear.evaluation.metrics import (
 )
 from gear.hub import MINILM_ID, resolve_model
 from gear.inference import GearEncoder, LocalizationConfig, generate, localize_units
-from gear.io import read_json, write_jsonl
+from gear.io import is_gear_folder, read_json, write_jsonl
 from gear.model.modeling import build_from_bert
 from gear.training.settings import read_sections
-from gear.training.trainer import is_gear_folder, train_gear
+from gear.training.trainer import train_gear
 
 log = logging.getLogger(__name__)
 

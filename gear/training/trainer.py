@@ -121,7 +121,7 @@ from tqdm.auto import tqdm
 
 from gear.config import ConfigError, load_yaml, validate_config
 from gear.hub import ModelSource, local_model_folder
-from gear.io import atomic_dir, file_sha256, read_json, stable_hash, write_json, write_jsonl
+from gear.io import atomic_dir, file_sha256, is_gear_folder, read_json, stable_hash, write_json, write_jsonl
 from gear.model.card import ModelCard
 from gear.model.export import export_sentence_transformer
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
@@ -511,15 +511,6 @@ def _initial_model(
     if log_it:
         log.info("GeAR from %s: %s", checkpoint, report.summary())
     return model, tokenizer, report
-
-
-def is_gear_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a local folder holding a saved GeAR model (``config.json`` with ``model_type: gear``)."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    content = read_json(config)  # malformed JSON: DataFormatError naming the file and line
-    return isinstance(content, dict) and content.get("model_type") == "gear"
 
 
 def _continued_model(

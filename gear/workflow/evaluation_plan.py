@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from baselines.registry import ModelEntry, trained_model_dir
+from baselines.registry import ModelEntry, gear_folder_path, trained_model_dir
 from gear.layout import Layout, dataset_tasks, scenario_of
 
 
@@ -26,7 +26,7 @@ def model_input(entry, scenario: str, layout: Layout) -> Path | None:
     if entry.kind == "gear_folder":
         # A missing folder is no input: the run's start then stops with the planning check's
         # message (gear.workflow.plan), which names the entry, instead of Snakemake's missing input.
-        folder = Path(entry.model.replace("{scenario}", scenario))
+        folder = gear_folder_path(entry, scenario)
         return folder if folder.exists() else None
     return None
 

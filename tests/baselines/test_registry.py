@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -266,10 +267,10 @@ def test_a_gear_folder_entry_without_a_gear_fails_before_any_work(tmp_path, mini
         check_models(run_config, [missing])
     message = str(error.value)
     assert "registry entry Saved" in message and str(tmp_path / "nowhere" / "qar") in message
-    assert "has no config.json" in message and "saved GeAR folder" in message
+    assert "is no saved GeAR folder (config.json with model_type gear)" in message
     other = _gear_folder_entry(tmp_path, str(minilm_path))
     with pytest.raises(
-        FileNotFoundError, match=r"holds no GeAR model \(config\.json model_type is not 'gear'\)"
+        FileNotFoundError, match=rf"{re.escape(str(minilm_path))} \(scenario qar\) is no saved GeAR folder"
     ):
         build_encoder(other, run_config, "qar", Layout.from_config(run_config), device="cpu")
 

@@ -670,8 +670,9 @@ def test_training_continues_from_a_saved_gear_model(tmp_path, uninterrupted_run,
     """``gear.init_checkpoint`` naming a saved GeAR folder trains that model further: it starts
     from the folder's weights, keeps the rate groups of the BERT start it came from, and its
     resume fingerprint covers the folder's weights, not only its name."""
+    from gear.io import is_gear_folder
     from gear.training.settings import read_sections as sections
-    from gear.training.trainer import _initial_model, is_gear_folder
+    from gear.training.trainer import _initial_model
 
     triples, cfg, reference = uninterrupted_run
     start = tmp_path / "start"
