@@ -55,6 +55,7 @@ class TrainSection:
     schedule: ScheduleSection
     precision: str  # fp32 | bf16 (autocast) | bf16-master (bf16 weights, fp32 masters); CPU: fp32
     checkpoint_every_steps: int  # state checkpoint period in optimizer steps
+    checkpoint_at_epoch_end: bool  # also a state checkpoint at every epoch end (never at the last step)
     num_workers: int  # DataLoader worker processes
     compile: bool  # torch.compile the transformer stacks
     log_every_seconds: float  # period of the progress log line (for people; not in train_log.jsonl)

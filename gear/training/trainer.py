@@ -55,7 +55,9 @@ hard-linked into ``epochs/``, so that a workflow manager deleting ``epochs/`` (a
 rerun does not lose finished epochs; each carries the checksums of its files
 (``epoch_manifest.json``), checked before every publish, so a damaged one fails loudly
 (:class:`CheckpointError`) instead of feeding Figure 4a/b. Every
-``checkpoint_every_steps`` steps, at the end of every epoch and when ``max_steps`` stops the run, a
+``checkpoint_every_steps`` steps, at the end of every epoch (``checkpoint_at_epoch_end``; the
+mini config turns it off: there it cost 12% of a training) and when ``max_steps`` stops the run,
+but never at the run's last step, a
 training state ``out_root/state/step_{n}`` (model, momentum encoders, queues, temperature,
 optimizer, schedule position, epoch and position in the epoch, every process's RNG states and
 loss accumulators, the log so far), written atomically with a manifest of SHA-256 checksums
@@ -65,9 +67,10 @@ run that reaches its last step removes them once its model is written) and ends
 with bitwise the same weights on CPU as a run that never stopped: the data order depends only on
 ``(seed, epoch)``, and every RNG is restored. A state written under a different configuration,
 data file (every byte hashed), training code (the source of :data:`TRAINING_CODE`) or number of
-processes is discarded with a warning, never resumed; the states of a run that finished are
-not resumed either: rerunning a finished run (Snakemake's ``--forcerun train_gear``) trains
-afresh. The hidden
+processes is discarded with a warning, never resumed. A finished run leaves no state (none is
+written at its last step, and the others are removed), so rerunning it (Snakemake's
+``--forcerun train_gear``) trains afresh; one killed after its model was written but before that
+clean-up resumes from its newest state and ends with the same weights. The hidden
 temporary folders that a process killed in the middle of a write leaves (``.step_{n}.*``, a
 checkpoint's size) are deleted when training starts again (``tests/reliability`` kills training
 with SIGKILL at a random step and in the middle of a checkpoint write).
@@ -161,7 +164,13 @@ from gear.training.triples import EpochPlan, ListBatchSampler, TripleCollator, T
 log = logging.getLogger(__name__)
 
 #: train keys that may change between a run and its resumption (they do not change the result).
-_RESUMABLE_ACROSS = ("checkpoint_every_steps", "num_workers", "log_every_seconds", "compile")
+_RESUMABLE_ACROSS = (
+    "checkpoint_every_steps",
+    "checkpoint_at_epoch_end",
+    "num_workers",
+    "log_every_seconds",
+    "compile",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,13 +370,17 @@ def train_gear(
             if run.rank == 0 and time.monotonic() - last_log >= train.log_every_seconds:
                 _log_progress(run, lr, alpha, window.means())  # for people: depends on timing
                 window, last_log = _Accumulator.zeros(run.device), time.monotonic()
-            save_state = epoch_done or run.step % train.checkpoint_every_steps == 0 or run.step == run.stop_at
-            if save_state:
+            periodic = run.step % train.checkpoint_every_steps == 0
+            if epoch_done or periodic or run.step == run.stop_at:
                 run.records.extend(run.step_records.read())  # before the epoch's record
             if epoch_done:
                 _save_epoch(run, run.step // run.steps_per_epoch)
                 run.epoch_acc = _Accumulator.zeros(run.device)
-            if save_state:
+            # No state at the last step: the finished run's states are removed once its model is
+            # written, and a run killed before that resumes from the previous state.
+            if run.step < run.total_steps and (
+                periodic or run.step == run.stop_at or (epoch_done and train.checkpoint_at_epoch_end)
+            ):
                 _save_state(run)
             if run.step == run.stop_at or epoch_done:
                 break

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -607,33 +608,44 @@ def test_new_parameters_and_temperature_get_their_own_rates(tiny_bert_path, mini
 
 @pytest.mark.slow
 def test_a_rerun_of_a_finished_run_trains_afresh(tmp_path, uninterrupted_run, caplog, monkeypatch):
-    """Snakemake's --forcerun deletes the outputs and reruns: the states of the finished run must
-    not be resumed (that trained 0 steps and republished the old weights); nor may states written
-    by other training code (the code is part of the resume fingerprint)."""
+    """Snakemake's --forcerun deletes the outputs and reruns: a finished run leaves no state to
+    resume (no state is written at the last step, and the others are removed); one killed before
+    that clean-up resumes from its newest state and ends with the same weights; a state at the
+    step a run stops at (max_steps) is not resumed by the same run again (that trained 0 steps and
+    republished the old weights); nor are states written by other training code (the code is part
+    of the resume fingerprint)."""
     import gear.training.trainer
 
     triples, cfg, reference = uninterrupted_run
     # A run that reaches its last step removes its resume states once its model is written.
     assert not list((reference.parent / "state").glob("step_*"))
     # One killed between writing its model and that clean-up keeps them: a run whose clean-up
-    # does nothing stands in for it.
+    # does nothing stands in for it. None is at the last step (12).
     out = tmp_path / "out"
     with monkeypatch.context() as killed_before_cleanup:
         killed_before_cleanup.setattr(StateStore, "clear", lambda self: None)
         train_gear(triples, out, cfg, "GeAR", "qar")
-    assert sorted(p.name for p in (out / "state").glob("step_*")) == ["step_10", "step_12"]
+    assert sorted(p.name for p in (out / "state").glob("step_*")) == ["step_10", "step_8"]
     shutil.rmtree(out / "model")
     shutil.rmtree(out / "epochs")
     caplog.set_level(logging.INFO, logger="gear.training")
     final = train_gear(triples, out, cfg, "GeAR", "qar")
-    assert (
-        "holds a finished run (step 12 of 12): training afresh" in caplog.text
-        and "resuming" not in caplog.text
-    )
+    assert re.search(r"resuming from \S+step_10 at step 10", caplog.text), caplog.text[-2000:]
     assert not list((out / "state").glob("step_*"))
     steps = [r["step"] for r in map(json.loads, (final / "train_log.jsonl").read_text().splitlines())]
     assert steps[0] < 12 and json.loads((final / "train_config.json").read_text())["steps"] == 12
     _assert_bitwise_equal(final, reference)
+
+    # A run stopped by max_steps keeps its state at that step; the same stop again trains afresh.
+    caplog.clear()
+    stopped_twice = tmp_path / "stopped_twice"
+    first = train_gear(triples, stopped_twice, cfg, "GeAR", "qar", max_steps=4)
+    first_weights = (first / "model.safetensors").read_bytes()
+    shutil.rmtree(first)
+    again = train_gear(triples, stopped_twice, cfg, "GeAR", "qar", max_steps=4)
+    assert "holds a finished run (step 4 of 4): training afresh" in caplog.text
+    assert "resuming" not in caplog.text
+    assert (again / "model.safetensors").read_bytes() == first_weights
 
     # A stopped run resumes under the same code, and not under other code.
     caplog.clear()
