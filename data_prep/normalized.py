@@ -304,7 +304,8 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         # length warnings ("longer than the specified maximum") are expected: we only count
-        self.tokenizer.model_max_length = int(1e9)
+        if not isinstance(tokenizer, BertBackendTokenizer):
+            self.tokenizer.model_max_length = int(1e9)
 
     def count(self, texts: Sequence[str], add_special_tokens: bool = False) -> np.ndarray:
         """Token count of each text; ``add_special_tokens`` adds [CLS]/[SEP] as a model would.
@@ -315,20 +316,82 @@ class TokenCounter:
         counts = np.zeros(len(texts), dtype=np.int64)
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
-            encoded = self.tokenizer(
-                batch,
-                add_special_tokens=add_special_tokens,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )["input_ids"]
+            if isinstance(self.tokenizer, BertBackendTokenizer):
+                encoded = self.tokenizer.input_ids(batch, add_special_tokens)
+            else:
+                encoded = self.tokenizer(
+                    batch,
+                    add_special_tokens=add_special_tokens,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                    verbose=False,
+                )["input_ids"]
             counts[start : start + len(batch)] = [len(ids) for ids in encoded]
         return counts
 
 
+class BertBackendTokenizer:
+    """A BERT folder's ``tokenizer.json`` through the ``tokenizers`` library alone.
+
+    What transformers' ``BertTokenizerFast`` runs underneath, without importing transformers (and
+    with it torch and scikit-learn): a data job then starts counting after 0.05 s of imports
+    instead of about 5 s (BENCHMARKS.md, issue 19). :meth:`from_folder` takes a folder only where
+    that gives the same ids as ``AutoTokenizer``: its ``tokenizer_config.json`` names a BERT
+    tokenizer (or none, and ``config.json`` a BERT model), and the JSON's normalizer has the
+    lower-casing, accent and Chinese-character settings that ``BertTokenizerFast`` would impose.
+    ``tests/data_prep/test_normalized.py`` compares the two on every text of the mini data.
+    """
+
+    BERT_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.backend.no_truncation()  # counting: the whole text, as AutoTokenizer's truncation=False
+        self.backend.no_padding()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> BertBackendTokenizer | None:
+        """The folder's tokenizer, or None where only transformers reproduces it exactly."""
+        folder = Path(folder)
+        config_file, json_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
+        if not (config_file.is_file() and json_file.is_file()):
+            return None
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        named = config.get("tokenizer_class")
+        if named is None:  # AutoTokenizer then goes by the model type (bert-base-uncased's case)
+            model_file = folder / "config.json"
+            if not model_file.is_file():
+                return None
+            if json.loads(model_file.read_text(encoding="utf-8")).get("model_type") != "bert":
+                return None
+        elif named not in cls.BERT_CLASSES:
+            return None
+        normalizer = json.loads(json_file.read_text(encoding="utf-8")).get("normalizer") or {}
+        lowercase = config.get("do_lower_case", True)
+        expected = {
+            "type": "BertNormalizer",
+            "lowercase": lowercase,
+            # None: the normalizer strips accents when it lower-cases
+            "strip_accents": config.get("strip_accents"),
+            "handle_chinese_chars": config.get("tokenize_chinese_chars", True),
+        }
+        if any(normalizer.get(key) != value for key, value in expected.items()):
+            return None
+        import tokenizers
+
+        return cls(tokenizers.Tokenizer.from_file(str(json_file)))
+
+    def input_ids(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
+
+
 @functools.lru_cache(maxsize=4)
 def load_tokenizer_from(path: str) -> Any:
-    """A fast tokenizer from a local folder (or hub id), loaded once per process."""
+    """A fast tokenizer from a local folder (or hub id), loaded once per process: a BERT folder's
+    through ``tokenizers`` alone (:class:`BertBackendTokenizer`), any other through transformers."""
+    light = BertBackendTokenizer.from_folder(path) if Path(path).is_dir() else None
+    if light is not None:
+        return light
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)

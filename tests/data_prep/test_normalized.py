@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from data_prep.normalized import (
+    BertBackendTokenizer,
     Document,
     DocumentStore,
     Query,
@@ -14,12 +16,14 @@ from data_prep.normalized import (
     load_corpus,
     load_queries,
     load_token_counter,
+    load_tokenizer_from,
     recover_spans,
     relevant_units,
     write_dataset,
 )
-from gear.hub import MINILM_ID
+from gear.hub import MINILM_ID, ModelSource
 from gear.io import DataFormatError
+from tests.conftest import REPO_ROOT
 
 TRICKY = (
     "Dr. Smith went to Washington, D.C. in Jan. 1990.  He met Mr. Jones there!\n\n"
@@ -176,9 +180,86 @@ def test_load_rejects_duplicates_and_bad_bytes(tmp_path):
 
 
 def test_token_counter_counts_in_batches():
+    from transformers import AutoTokenizer
+
     counter = load_token_counter(MINILM_ID)
+    reference = AutoTokenizer.from_pretrained(str(ModelSource().resolve(MINILM_ID)))
     texts = ["Hello world.", "", "Tokenization of unusual words: antidisestablishmentarianism."]
-    expected = [len(counter.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    expected = [len(reference(t, add_special_tokens=False)["input_ids"]) for t in texts]
     counter.batch_size = 2
     assert counter.count(texts).tolist() == expected
     assert counter.count(texts, add_special_tokens=True).tolist() == [n + 2 for n in expected]
+
+
+def _strings(value):
+    """Every string in a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_bert_folders_count_without_transformers_exactly_as_auto_tokenizer():
+    """The data jobs count with the ``tokenizers`` library alone (no transformers or torch
+    import); on every text of the mini data and on strings that exercise the normalizer (accents,
+    Chinese characters, special-token literals, control characters, a text far over 512 tokens)
+    the ids equal AutoTokenizer's, with and without [CLS]/[SEP]."""
+    from transformers import AutoTokenizer
+
+    folder = ModelSource().resolve(MINILM_ID)
+    light = load_tokenizer_from(folder)
+    assert isinstance(light, BertBackendTokenizer)
+    reference = AutoTokenizer.from_pretrained(folder, use_fast=True)
+    mini = REPO_ROOT / "data_prep" / "mini"
+    texts = [
+        TRICKY,
+        "Café Ōsaka, naïve façade; Straße — ÉCOLE",
+        "北京大学 and 東京 mixed with English",
+        "[CLS] a literal [SEP] inside [MASK] text [UNK] [PAD]",
+        "tab\tnew\nline\r\x00nul \u200b zero-width \u00ad soft hyphen",
+        "🙂 emoji, ％ full-width, ½ fraction",
+        "word " * 3000,
+        "",
+    ]
+    for path in sorted(mini.rglob("*.json")):
+        texts += list(_strings(json.loads(path.read_text(encoding="utf-8"))))
+    for path in sorted(mini.rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            texts += list(_strings(json.loads(line)))
+    for line in (mini / "paq" / "psgs_w100.tsv").read_text(encoding="utf-8").splitlines():
+        texts += line.split("\t")
+    assert len(texts) > 1000
+    for special in (False, True):
+        expected = reference(
+            texts, add_special_tokens=special, return_attention_mask=False, return_token_type_ids=False
+        )["input_ids"]
+        assert light.input_ids(texts, special) == expected
+
+
+def test_other_tokenizer_folders_go_through_transformers(tmp_path):
+    """A folder whose normalizer differs from what BertTokenizerFast imposes (here: cased
+    settings in tokenizer_config.json over an uncased tokenizer.json) is not read by the light path."""
+    folder = ModelSource().resolve(MINILM_ID)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        (tmp_path / name).write_bytes((Path(folder) / name).read_bytes())
+    config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "do_lower_case": False}))
+    assert BertBackendTokenizer.from_folder(tmp_path) is None
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({**config, "tokenizer_class": "RobertaTokenizer"})
+    )
+    assert BertBackendTokenizer.from_folder(tmp_path) is None
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert isinstance(BertBackendTokenizer.from_folder(tmp_path), BertBackendTokenizer)
+    # No tokenizer class (bert-base-uncased's folder): AutoTokenizer goes by config.json's model type.
+    unnamed = {key: value for key, value in config.items() if key != "tokenizer_class"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(unnamed))
+    assert BertBackendTokenizer.from_folder(tmp_path) is None  # no config.json
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert isinstance(BertBackendTokenizer.from_folder(tmp_path), BertBackendTokenizer)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    assert BertBackendTokenizer.from_folder(tmp_path) is None
