@@ -27,6 +27,7 @@ from gear.model.tokens import (
     DOCUMENT_PAD_MULTIPLE,
     TEXT_PAD_MULTIPLE,
     encode_texts,
+    load_fast_tokenizer,
     padded_length,
 )
 
@@ -40,13 +41,11 @@ def load_gear(
 ) -> tuple[GearModel, Any]:
     """Load a saved GeAR folder, or a hub id at ``revision`` (:func:`gear_model_folder`): the model
     in eval mode on ``device`` (default CUDA when present) and its tokenizer."""
-    from transformers import AutoTokenizer
-
     model_dir = gear_model_folder(model_dir, revision)
     model = GearModel.from_pretrained(
         model_dir, device=torch.device(device if device is not None else default_device())
     )
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+    tokenizer = load_fast_tokenizer(model_dir)
     start = model.config.extra.get("decoder_start_token", "[DEC]")
     if tokenizer.convert_tokens_to_ids(start) != model.config.decoder_start_token_id:
         raise ValueError(

@@ -1061,13 +1061,13 @@ def build_from_bert(
             ``cross_attention_dropout_prob``.
         config_overrides: GearConfig fields to set (e.g. ``max_document_tokens``, dropout for tests).
     """
-    from transformers import AutoTokenizer
+    from gear.model.tokens import load_fast_tokenizer
 
     init = cross_attention_init or CrossAttentionInit()
     config_overrides.setdefault("cross_attention_dropout_prob", init.dropout)
 
     bert_cfg, tensors = read_bert_checkpoint(checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True)
+    tokenizer = load_fast_tokenizer(checkpoint)
     if not tokenizer.is_fast:
         raise ValueError(f"{checkpoint}: GeAR needs a fast tokenizer (offset mappings for localization)")
     tokenizer.add_special_tokens({"additional_special_tokens": [decoder_start_token]})

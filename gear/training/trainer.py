@@ -128,6 +128,7 @@ from gear.io import atomic_dir, file_sha256, is_gear_folder, read_json, stable_h
 from gear.model.card import ModelCard
 from gear.model.export import export_sentence_transformer
 from gear.model.modeling import GearModel, LoadReport, build_from_bert
+from gear.model.tokens import load_fast_tokenizer
 from gear.training.checkpoints import (
     StateStore,
     publish_epochs,
@@ -541,8 +542,6 @@ def _continued_model(
     starts afresh as in any run: the momentum encoders (copies of the loaded encoders), empty
     queues, the temperature at ``temperature_init``, the optimizer's moments and the schedule.
     """
-    from transformers import AutoTokenizer
-
     model = GearModel.from_pretrained(folder)
     origin = model.config.extra.get("init_checkpoint")
     if not origin:
@@ -559,7 +558,7 @@ def _continued_model(
             f"gear.decoder_start_token is {gear_section.decoder_start_token!r} but {folder} was trained with "
             f"{model.config.extra['decoder_start_token']!r}"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+    tokenizer = load_fast_tokenizer(folder)
     revision = (cfg.get("model_revisions") or {}).get(origin)
     start = _local_checkpoint(ModelSource.from_config(cfg).resolve(origin, revision), revision)
     _, _, report = build_from_bert(start, gear_section.decoder_start_token, seed=seed)

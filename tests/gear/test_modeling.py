@@ -530,3 +530,36 @@ def test_decoder_keeps_its_positions_apart_at_init(minilm_path, decoder_output_s
         assert mean_cosine < 0.95, mean_cosine
     with pytest.raises(ValueError, match=r"cross_attention_init\.decoder_output_scale"):
         CrossAttentionInit(decoder_output_scale=1.5)
+
+
+def test_fast_tokenizer_is_what_auto_tokenizer_gives(trained_tiny_gear, minilm_path, tmp_path, monkeypatch):
+    """GeAR's folders load BertTokenizerFast directly (no transformers auto module, 1.7 s of a
+    job's start): the same class and the same ids, offsets and special tokens as AutoTokenizer,
+    on a saved GeAR (its [DEC] added) and on MiniLM; a folder naming another class goes through
+    AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    from gear.model.tokens import load_fast_tokenizer
+
+    texts = [
+        "Café Ōsaka: naïve [DEC] façade, 北京 [SEP] 3.5% ½",
+        "The Eiffel Tower is located in Paris. It was completed in 1889." * 20,
+    ]
+    for folder in (trained_tiny_gear, minilm_path):
+        with monkeypatch.context() as no_auto:  # the direct path never reaches AutoTokenizer
+            no_auto.setattr("transformers.AutoTokenizer", None)
+            direct = load_fast_tokenizer(folder)
+        auto = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+        assert type(direct) is type(auto)
+        assert direct.all_special_tokens == auto.all_special_tokens and len(direct) == len(auto)
+        mine = direct(texts, return_offsets_mapping=True, truncation=True, max_length=64)
+        theirs = auto(texts, return_offsets_mapping=True, truncation=True, max_length=64)
+        assert mine["input_ids"] == theirs["input_ids"]
+        assert mine["offset_mapping"] == theirs["offset_mapping"]
+    other = tmp_path / "other"
+    AutoTokenizer.from_pretrained(str(minilm_path)).save_pretrained(other)
+    config = json.loads((other / "tokenizer_config.json").read_text())
+    (other / "tokenizer_config.json").write_text(
+        json.dumps({**config, "tokenizer_class": "PreTrainedTokenizerFast"})
+    )
+    assert type(load_fast_tokenizer(other)).__name__ == "PreTrainedTokenizerFast"
