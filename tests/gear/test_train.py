@@ -381,6 +381,28 @@ def uninterrupted_run(tmp_path_factory, tiny_bert_path, _mini_config):
 
 
 @pytest.mark.slow
+def test_epoch_end_states_follow_checkpoint_at_epoch_end(tmp_path, uninterrupted_run, caplog):
+    """``train.checkpoint_at_epoch_end`` (paper: true, mini: false) decides the states at epoch
+    ends; with a period longer than the run, a run killed in epoch 2 resumes from epoch 1's end
+    and ends bitwise as the uninterrupted run; none is written at the last step."""
+    triples, cfg, reference = uninterrupted_run
+    for at_epoch_end, expected in ((False, ["step_8"]), (True, ["step_6", "step_8"])):
+        changed = copy.deepcopy(cfg)
+        changed["train"].update(checkpoint_every_steps=100, checkpoint_at_epoch_end=at_epoch_end)
+        out = tmp_path / f"at_epoch_end_{at_epoch_end}"
+        train_gear(triples, out, changed, "GeAR", "qar", max_steps=8)  # the stop writes step 8
+        assert sorted(p.name for p in (out / "state").glob("step_*")) == expected
+    # A kill at step 8 leaves epoch 1's end (step 6) as the newest state: resume from it.
+    shutil.rmtree(out / "state" / "step_8")
+    shutil.rmtree(out / "model")
+    caplog.set_level(logging.INFO, logger="gear.training")
+    final = train_gear(triples, out, changed, "GeAR", "qar")
+    assert re.search(r"resuming from \S+step_6 at step 6", caplog.text), caplog.text[-2000:]
+    _assert_bitwise_equal(final, reference)
+    assert not list((out / "state").glob("step_*"))
+
+
+@pytest.mark.slow
 def test_resume_after_a_stop_gives_bitwise_identical_weights(tmp_path, uninterrupted_run):
     triples, cfg, reference = uninterrupted_run
     out = tmp_path / "out"
