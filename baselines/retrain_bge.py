@@ -42,6 +42,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -267,7 +268,13 @@ def retrain_bge(
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     started = time.time()
+    # sentence-transformers, which the export below needs, takes about 5 s of one core to import;
+    # the torchrun worker spends its first 7 s importing FlagEmbedding on one core. Importing it
+    # meanwhile lets the export start as soon as the training ends (about 5 s per job; BENCHMARKS.md).
+    preload = threading.Thread(target=_preload_sentence_transformers, name="preload-st", daemon=True)
+    preload.start()
     run_logged(command, env, "BGE_RT torchrun")
+    preload.join()
     if not (trainer_dir / "config.json").is_file():
         raise RuntimeError(f"FlagEmbedding finished but saved no model in {trainer_dir}")
     with atomic_dir(out_dir) as tmp:
@@ -294,6 +301,16 @@ def retrain_bge(
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("BGE_RT: trained in %.1f s, saved to %s", time.time() - started, out_dir)
     return out_dir
+
+
+def _preload_sentence_transformers() -> None:
+    """Import what :func:`write_sentence_transformer_modules` imports. A failure is left to that
+    function's own import, which raises it where the export needs it."""
+    try:
+        import sentence_transformers  # noqa: F401
+        from sentence_transformers.sentence_transformer import modules  # noqa: F401
+    except Exception:  # re-raised by the export's own import
+        log.debug("preloading sentence-transformers failed; the export will import it again", exc_info=True)
 
 
 def write_sentence_transformer_modules(folder: str | Path, max_seq_length: int = SCORING_MAX_LENGTH) -> None:
