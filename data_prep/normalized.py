@@ -52,7 +52,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from gear.hub import ModelSource
+from gear.hub import ModelSource, bert_tokenizer_config
 from gear.io import (
     DataFormatError,
     disk_full_error,
@@ -304,8 +304,11 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         # length warnings ("longer than the specified maximum") are expected: we only count
-        if not isinstance(tokenizer, BertBackendTokenizer):
+        if isinstance(tokenizer, BertBackendTokenizer):
+            self._input_ids = tokenizer.input_ids
+        else:
             self.tokenizer.model_max_length = int(1e9)
+            self._input_ids = self._transformers_input_ids
 
     def count(self, texts: Sequence[str], add_special_tokens: bool = False) -> np.ndarray:
         """Token count of each text; ``add_special_tokens`` adds [CLS]/[SEP] as a model would.
@@ -316,18 +319,18 @@ class TokenCounter:
         counts = np.zeros(len(texts), dtype=np.int64)
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
-            if isinstance(self.tokenizer, BertBackendTokenizer):
-                encoded = self.tokenizer.input_ids(batch, add_special_tokens)
-            else:
-                encoded = self.tokenizer(
-                    batch,
-                    add_special_tokens=add_special_tokens,
-                    return_attention_mask=False,
-                    return_token_type_ids=False,
-                    verbose=False,
-                )["input_ids"]
+            encoded = self._input_ids(batch, add_special_tokens)
             counts[start : start + len(batch)] = [len(ids) for ids in encoded]
         return counts
+
+    def _transformers_input_ids(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        return self.tokenizer(
+            texts,
+            add_special_tokens=add_special_tokens,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
 
 
 class BertBackendTokenizer:
@@ -336,13 +339,11 @@ class BertBackendTokenizer:
     What transformers' ``BertTokenizerFast`` runs underneath, without importing transformers (and
     with it torch and scikit-learn): a data job then starts counting after 0.05 s of imports
     instead of about 5 s (BENCHMARKS.md, issue 19). :meth:`from_folder` takes a folder only where
-    that gives the same ids as ``AutoTokenizer``: its ``tokenizer_config.json`` names a BERT
-    tokenizer (or none, and ``config.json`` a BERT model), and the JSON's normalizer has the
-    lower-casing, accent and Chinese-character settings that ``BertTokenizerFast`` would impose.
+    that gives the same ids as ``AutoTokenizer``: AutoTokenizer would build ``BertTokenizerFast``
+    there (:func:`gear.hub.bert_tokenizer_config`), and the JSON's normalizer has the lower-casing,
+    accent and Chinese-character settings that ``BertTokenizerFast`` would impose.
     ``tests/data_prep/test_normalized.py`` compares the two on every text of the mini data.
     """
-
-    BERT_CLASSES = ("BertTokenizer", "BertTokenizerFast")
 
     def __init__(self, backend: Any):
         self.backend = backend
@@ -352,19 +353,9 @@ class BertBackendTokenizer:
     @classmethod
     def from_folder(cls, folder: str | Path) -> BertBackendTokenizer | None:
         """The folder's tokenizer, or None where only transformers reproduces it exactly."""
-        folder = Path(folder)
-        config_file, json_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
-        if not (config_file.is_file() and json_file.is_file()):
-            return None
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        named = config.get("tokenizer_class")
-        if named is None:  # AutoTokenizer then goes by the model type (bert-base-uncased's case)
-            model_file = folder / "config.json"
-            if not model_file.is_file():
-                return None
-            if json.loads(model_file.read_text(encoding="utf-8")).get("model_type") != "bert":
-                return None
-        elif named not in cls.BERT_CLASSES:
+        json_file = Path(folder) / "tokenizer.json"
+        config = bert_tokenizer_config(folder)
+        if config is None or not json_file.is_file():
             return None
         normalizer = json.loads(json_file.read_text(encoding="utf-8")).get("normalizer") or {}
         lowercase = config.get("do_lower_case", True)

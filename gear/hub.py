@@ -23,6 +23,7 @@ takes its own GPU, ``gear.training.distributed.select_device``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,35 @@ def downloads_possible(allow_downloads: bool) -> bool:
     """Whether a hub id may be handed on for download (config allows it and the hub is not off)."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     return allow_downloads and not offline
+
+
+BERT_TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+
+
+def bert_tokenizer_config(folder: str | Path) -> dict | None:
+    """The folder's ``tokenizer_config.json`` when ``AutoTokenizer.from_pretrained(folder,
+    use_fast=True)`` would build ``BertTokenizerFast`` from it, else None.
+
+    That is: the config names a BERT tokenizer class and no custom code (``auto_map``), or names
+    none and the folder's ``config.json`` is a BERT model's (bert-base-uncased's own folder). The
+    suite then loads that class without transformers' auto module, whose import of the generation
+    code and scikit-learn costs 1.7-2.5 s of a job's start (BENCHMARKS.md, issue 19).
+    """
+    folder = Path(folder)
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file():
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if "auto_map" in config:
+        return None
+    named = config.get("tokenizer_class")
+    if named is not None:
+        return config if named in BERT_TOKENIZER_CLASSES else None
+    model_file = folder / "config.json"
+    if not model_file.is_file():
+        return None
+    model_type = json.loads(model_file.read_text(encoding="utf-8")).get("model_type")
+    return config if model_type == "bert" else None
 
 
 def looks_like_a_path(name: str) -> bool:

@@ -7,7 +7,6 @@ capped at the maximum length, so the model sees few distinct shapes (kernel cach
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-BERT_TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+from gear.hub import bert_tokenizer_config
 
 DOCUMENT_PAD_MULTIPLE = 16
 TEXT_PAD_MULTIPLE = 8
@@ -24,17 +23,11 @@ IGNORE_INDEX = -100
 
 def load_fast_tokenizer(folder: str | Path) -> Any:
     """``AutoTokenizer.from_pretrained(folder, use_fast=True)``, without transformers' auto module
-    where that changes nothing.
-
-    For a folder whose ``tokenizer_config.json`` names a BERT tokenizer (every GeAR save, MiniLM,
-    bert-base's saves) and no custom code, AutoTokenizer returns ``BertTokenizerFast.from_pretrained
-    (folder)``; this imports that class directly. The auto module imports transformers' generation
-    code and with it scikit-learn: about 1.7 s of every GeAR job's start (BENCHMARKS.md, issue 19).
-    Any other folder goes through AutoTokenizer.
+    where that changes nothing: a folder AutoTokenizer would give ``BertTokenizerFast``
+    (:func:`gear.hub.bert_tokenizer_config`: every GeAR save, MiniLM, bert-base) gets that class
+    directly; any other goes through AutoTokenizer.
     """
-    config_file = Path(folder) / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    if config.get("tokenizer_class") in BERT_TOKENIZER_CLASSES and "auto_map" not in config:
+    if bert_tokenizer_config(folder) is not None:
         from transformers import BertTokenizerFast
 
         return BertTokenizerFast.from_pretrained(str(folder))

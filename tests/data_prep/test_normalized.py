@@ -263,3 +263,7 @@ def test_other_tokenizer_folders_go_through_transformers(tmp_path):
     assert isinstance(BertBackendTokenizer.from_folder(tmp_path), BertBackendTokenizer)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     assert BertBackendTokenizer.from_folder(tmp_path) is None
+    # Custom code (auto_map) is AutoTokenizer's to resolve, whatever class it names.
+    custom = {**config, "auto_map": {"AutoTokenizer": ["my.Tok", None]}}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(custom))
+    assert BertBackendTokenizer.from_folder(tmp_path) is None

@@ -533,7 +533,7 @@ def test_decoder_keeps_its_positions_apart_at_init(minilm_path, decoder_output_s
 
 
 def test_fast_tokenizer_is_what_auto_tokenizer_gives(trained_tiny_gear, minilm_path, tmp_path, monkeypatch):
-    """GeAR's folders load BertTokenizerFast directly (no transformers auto module, 1.7 s of a
+    """GeAR's folders load BertTokenizerFast directly (no transformers auto module, 1.7-2.5 s of a
     job's start): the same class and the same ids, offsets and special tokens as AutoTokenizer,
     on a saved GeAR (its [DEC] added) and on MiniLM; a folder naming another class goes through
     AutoTokenizer."""
